@@ -1,0 +1,491 @@
+"""The optimizer battery: every registry entry gets the same tests, against independent references."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from optim_reference import adam_reference, sgd_reference, sgdr_eta, sgdr_period_length
+
+from wdlab.optim import REGISTRY, SGDW, AdamW, build_optimizer, param_groups
+
+ENTRIES = sorted(REGISTRY)
+
+# A warm-restart setup that crosses three restarts within the 250 reference steps.
+SPE, T0, T_MULT = 10, 2, 2  # periods of 20, 40, 80, 160 steps: restarts after steps 20, 60, 140
+STEPS = 250
+BATCH, NUM_TRAIN = 100, 1000
+SIZES = (7, 5)  # two parameter tensors (two groups in the battery)
+
+
+def _problem(seed: int = 0):
+    """A noisy quadratic with very different curvature per coordinate (fixed noise sequence)."""
+    rng = np.random.default_rng(seed)
+    n = sum(SIZES)
+    curvature = 10.0 ** rng.uniform(-2, 1, size=n)
+    target = rng.normal(size=n)
+    noise = rng.normal(scale=0.3, size=(STEPS + 1, n))
+    theta0 = rng.normal(size=n)
+
+    def grad(theta: np.ndarray, step: int) -> np.ndarray:
+        return curvature * (theta - target) + noise[step]
+
+    return theta0, grad
+
+
+def _entry_settings(name: str) -> tuple[dict, float, float]:
+    """Overrides for the reference battery and the (alpha, lambda-or-lambda_norm) they imply."""
+    spec = REGISTRY[name]
+    alpha = 0.01 if spec.family == "adam" else 0.02
+    overrides = {"lr": alpha, "schedule": "warm_restarts", "t0_epochs": T0, "t_mult": T_MULT}
+    if spec.decay_parameterization == "normalized":
+        overrides["weight_decay_norm"] = 0.5
+        return overrides, alpha, 0.5
+    overrides["weight_decay"] = 0.05
+    return overrides, alpha, 0.05
+
+
+def _run_wdlab(name: str, theta0: np.ndarray, grad, overrides: dict, *, dtype=torch.float64, steps: int = STEPS):
+    a, b = torch.tensor(theta0[: SIZES[0]], dtype=dtype), torch.tensor(theta0[SIZES[0] :], dtype=dtype)
+    params = [torch.nn.Parameter(a), torch.nn.Parameter(b)]
+    # Second group: half the learning rate, no decay (per-group settings must be honoured).
+    groups = [{"params": [params[0]]}, {"params": [params[1]], "lr": overrides["lr"] / 2, "weight_decay": 0.0}]
+    opt, sched = build_optimizer(
+        name, groups, steps_per_epoch=SPE, max_epochs=T0 * 15, batch_size=BATCH, num_train=NUM_TRAIN, **overrides
+    )
+    trajectory = []
+    for step in range(steps):
+        theta = torch.cat([p.detach() for p in params]).double().numpy()
+        g = torch.tensor(grad(theta, step))
+        params[0].grad = g[: SIZES[0]].to(dtype)
+        params[1].grad = g[SIZES[0] :].to(dtype)
+        opt.step()
+        sched.step()
+        trajectory.append(torch.cat([p.detach() for p in params]).double().numpy().copy())
+    return trajectory, opt, sched
+
+
+def _reference(name: str, theta0: np.ndarray, grad, alpha: float, lam_value: float) -> list[np.ndarray]:
+    spec = REGISTRY[name]
+    k = SIZES[0]
+
+    def eta(step: int) -> float:
+        return sgdr_eta(step, SPE, T0, T_MULT)
+
+    def lam(step: int) -> float:
+        if spec.decay_parameterization == "normalized":
+            return lam_value * math.sqrt(BATCH / (NUM_TRAIN * sgdr_period_length(step, SPE, T0, T_MULT)))
+        return lam_value
+
+    ref = adam_reference if spec.family == "adam" else sgd_reference
+    # The two groups are independent coordinates, so each is its own reference run.
+    first = ref(theta0[:k], lambda th, s: grad(np.concatenate([th, np.zeros(len(theta0) - k)]), s)[:k], STEPS,
+                alpha=alpha, eta=eta, lam=lam, decoupled=spec.decoupled)
+    second = ref(theta0[k:], lambda th, s: grad(np.concatenate([np.zeros(k), th]), s)[k:], STEPS,
+                 alpha=alpha / 2, eta=eta, lam=lambda s: 0.0, decoupled=spec.decoupled)
+    return [np.concatenate([a, b]) for a, b in zip(first, second, strict=True)]
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_matches_float64_reference_under_warm_restarts(name):
+    """Every entry follows the paper's equations for 250 steps across three restarts (rel. err <= 1e-9)."""
+    theta0, grad = _problem()
+    overrides, alpha, lam = _entry_settings(name)
+    ours, _, _ = _run_wdlab(name, theta0, grad, overrides)
+    ref = _reference(name, theta0, grad, alpha, lam)
+    for step, (x, y) in enumerate(zip(ours, ref, strict=True)):
+        rel = np.max(np.abs(x - y)) / np.max(np.abs(y))
+        assert rel <= 1e-9, f"{name}: step {step}: relative error {rel:.3g}"
+    # The run really moved and (for decoupled entries) really decayed.
+    assert np.max(np.abs(ours[-1] - theta0)) > 0.1
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_reference_detects_a_wrong_decay(name):
+    """The reference comparison can fail: a 1 % different lambda is far outside the tolerance."""
+    theta0, grad = _problem()
+    overrides, alpha, lam = _entry_settings(name)
+    ours, _, _ = _run_wdlab(name, theta0, grad, overrides)
+    ref = _reference(name, theta0, grad, alpha, lam * 1.01)
+    rel = np.max(np.abs(ours[-1] - ref[-1])) / np.max(np.abs(ref[-1]))
+    assert rel > 1e-6
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 0.1)])
+@pytest.mark.parametrize("name", ENTRIES)
+def test_low_precision_params_follow_the_reference(name, dtype, tol):
+    theta0, grad = _problem()
+    overrides, alpha, lam = _entry_settings(name)
+    ours, opt, _ = _run_wdlab(name, theta0, grad, overrides, dtype=dtype, steps=40)
+    ref = _reference(name, theta0, grad, alpha, lam)[:40]
+    rel = np.max(np.abs(ours[-1] - ref[-1])) / np.max(np.abs(ref[-1]))
+    assert rel <= tol
+    assert all(p.dtype == dtype for g in opt.param_groups for p in g["params"])
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_state_dict_round_trip_continues_identically(name):
+    """Stop after 37 steps, save through a real torch.save/torch.load(weights_only=True), resume."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    data = torch.randn(60, 16, 6)
+    kwargs = {"steps_per_epoch": 10, "max_epochs": 6, "batch_size": 16, "num_train": 160}
+    restarts = {"t0_epochs": 2, "t_mult": 2} if REGISTRY[name].schedule == "warm_restarts" else {}
+
+    def train(model, opt, sched, start, stop):
+        for step in range(start, stop):
+            opt.zero_grad()
+            model(data[step]).square().mean().backward()
+            opt.step()
+            sched.step()
+
+    full = copy.deepcopy(model)
+    opt, sched = build_optimizer(name, param_groups(full, decay_bias_and_norm=False), **kwargs, **restarts)
+    train(full, opt, sched, 0, 60)
+
+    part = copy.deepcopy(model)
+    opt, sched = build_optimizer(name, param_groups(part, decay_bias_and_norm=False), **kwargs, **restarts)
+    train(part, opt, sched, 0, 37)
+    buffer = io.BytesIO()
+    torch.save({"model": part.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, buffer)
+    buffer.seek(0)
+    ckpt = torch.load(buffer, weights_only=True)
+
+    resumed = copy.deepcopy(model)
+    resumed.load_state_dict(ckpt["model"])
+    opt, sched = build_optimizer(name, param_groups(resumed, decay_bias_and_norm=False), **kwargs, **restarts)
+    opt.load_state_dict(ckpt["opt"])
+    sched.load_state_dict(ckpt["sched"])
+    train(resumed, opt, sched, 37, 60)
+
+    for (key, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_converges_on_a_small_regression(name):
+    torch.manual_seed(0)
+    x = torch.randn(256, 10)
+    w_true = torch.randn(10, 1) * 0.5
+    y = x @ w_true
+    model = torch.nn.Linear(10, 1)
+    lr = {"adam": 0.02, "sgd": 0.05}[REGISTRY[name].family]
+    restarts = {"t0_epochs": 5, "t_mult": 2} if REGISTRY[name].schedule == "warm_restarts" else {}
+    opt, sched = build_optimizer(
+        name, model.parameters(), steps_per_epoch=8, max_epochs=15, batch_size=32, num_train=256, lr=lr, **restarts
+    )
+    initial = torch.nn.functional.mse_loss(model(x), y).item()
+    for _epoch in range(15):
+        for batch in torch.randperm(256).view(8, 32):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x[batch]), y[batch]).backward()
+            opt.step()
+            sched.step()
+    final = torch.nn.functional.mse_loss(model(x), y).item()
+    assert final < 0.01 * initial, (initial, final)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(AdamW, {}), (SGDW, {"momentum": 0.9})])
+@pytest.mark.parametrize("lr", [1e-4, 0.01, 1.0])
+def test_zero_gradients_shrink_by_the_schedule_product_whatever_lr(cls, kwargs, lr):
+    """With g = 0 every step only decays: theta_T = theta_0 * prod_t (1 - eta_t * lambda), for any alpha."""
+    lam = 0.01
+    theta0 = torch.randn(50, dtype=torch.float64)
+    p = torch.nn.Parameter(theta0.clone())
+    opt, sched = _optimizer_with_restarts(cls, [p], lr=lr, weight_decay=lam, **kwargs)
+    expected = 1.0
+    for step in range(120):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+        sched.step()
+        expected *= 1 - sgdr_eta(step, SPE, T0, T_MULT) * lam
+    torch.testing.assert_close(p.detach(), theta0 * expected, rtol=1e-13, atol=0)
+
+
+def _optimizer_with_restarts(cls, params, **kwargs):
+    from wdlab.optim.schedules import ScheduledLR, WarmRestartsSchedule
+
+    opt = cls(params, **kwargs)
+    schedule = WarmRestartsSchedule(steps_per_epoch=SPE, max_epochs=30, t0_epochs=T0, t_mult=T_MULT)
+    return opt, ScheduledLR(opt, schedule)
+
+
+def test_proposition_1_sgd_l2_equals_sgdw_with_lambda_scaled_by_lr():
+    """Paper, Proposition 1: plain SGD (no momentum, constant lr alpha) with L2 lambda' is SGDW with
+    lambda = alpha * lambda'."""
+    theta0, grad = _problem(1)
+    alpha, lam_l2 = 0.05, 0.3
+    a = torch.nn.Parameter(torch.tensor(theta0))
+    b = torch.nn.Parameter(torch.tensor(theta0))
+    l2 = torch.optim.SGD([a], lr=alpha, momentum=0.0, weight_decay=lam_l2)
+    decoupled = SGDW([b], lr=alpha, momentum=0.0, weight_decay=alpha * lam_l2)
+    for step in range(200):
+        for p, opt in ((a, l2), (b, decoupled)):
+            p.grad = torch.tensor(grad(p.detach().numpy(), step))
+            opt.step()
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)
+
+
+def _trajectory_distance(run_a: np.ndarray, run_b: np.ndarray) -> float:
+    return float(np.linalg.norm(run_a - run_b) / np.linalg.norm(run_a))
+
+
+def test_adam_l2_is_not_adamw_for_any_rescaling():
+    """The counterpart of Proposition 1 fails for Adam: with gradient scales differing across
+    coordinates, L2 decay is divided by sqrt(vhat) per coordinate, so no single lambda reproduces it.
+    The same search finds the exact SGD equivalent, so the search itself can find equivalences."""
+    rng = np.random.default_rng(3)
+    scales = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
+    noise = rng.normal(size=(300, scales.size))
+    theta0 = np.ones(scales.size)
+
+    def grad(theta: np.ndarray, step: int) -> np.ndarray:
+        return scales * (noise[step] + 0.1 * theta)
+
+    def last(ref, **kw) -> np.ndarray:
+        return np.stack(ref(theta0, grad, 300, eta=lambda s: 1.0, **kw))
+
+    lambdas = np.concatenate([[0.0], np.logspace(-6, 0, 121)])
+    adam_l2 = last(adam_reference, alpha=1e-2, lam=lambda s: 0.05, decoupled=False)
+    best_adamw = min(
+        _trajectory_distance(adam_l2, last(adam_reference, alpha=1e-2, lam=lambda s, v=v: v, decoupled=True))
+        for v in lambdas
+    )
+    assert best_adamw > 0.05
+
+    sgd_l2 = last(sgd_reference, alpha=1e-2, lam=lambda s: 0.05, decoupled=False, momentum=0.0)
+    sgd_candidates = np.concatenate([lambdas, [1e-2 * 0.05]])
+    best_sgdw = min(
+        _trajectory_distance(sgd_l2, last(sgd_reference, alpha=1e-2, lam=lambda s, v=v: v, decoupled=True,
+                                          momentum=0.0))
+        for v in sgd_candidates
+    )
+    assert best_sgdw < 1e-12
+
+    # And directly: the per-coordinate decay Adam-L2 applies differs across coordinates by orders of magnitude.
+    no_decay = last(adam_reference, alpha=1e-2, lam=lambda s: 0.0, decoupled=False)
+    shrink = np.abs(no_decay[-1] - adam_l2[-1])
+    assert shrink.max() / shrink.min() > 100
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adamw_lr_scaling_is_torch_adamw_bit_for_bit(foreach):
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 4)), torch.nn.Parameter(torch.randn(3))]
+    b = [torch.nn.Parameter(t.detach().clone()) for t in a]
+    ours = AdamW(a, lr=3e-3, weight_decay=0.1, decay_scaling="lr", foreach=foreach)
+    ref = torch.optim.AdamW(b, lr=3e-3, weight_decay=0.1, foreach=foreach)
+    s1 = torch.optim.lr_scheduler.CosineAnnealingLR(ours, T_max=20)
+    s2 = torch.optim.lr_scheduler.CosineAnnealingLR(ref, T_max=20)
+    for _ in range(20):
+        grads = [torch.randn_like(p) for p in a]
+        for params, opt, sched in ((a, ours, s1), (b, ref, s2)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+            sched.step()
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+def test_adamw_schedule_scaling_is_torch_adamw_with_lambda_over_alpha():
+    """design.md: the paper's AdamW is torch.optim.AdamW with weight_decay = lambda / alpha, for any schedule."""
+    torch.manual_seed(0)
+    alpha, lam = 2e-3, 0.01
+    a = torch.nn.Parameter(torch.randn(30, dtype=torch.float64))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = AdamW([a], lr=alpha, weight_decay=lam)
+    ref = torch.optim.AdamW([b], lr=alpha, weight_decay=lam / alpha)
+    s1 = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ours, T_0=7)
+    s2 = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref, T_0=7)
+    for _ in range(50):
+        g = torch.randn_like(a)
+        for p, opt, sched in ((a, ours, s1), (b, ref, s2)):
+            p.grad = g.clone()
+            opt.step()
+            sched.step()
+    torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+
+
+def test_sgdw_without_decay_is_torch_sgd_bit_for_bit():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(40))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = SGDW([a], lr=0.1, momentum=0.9, nesterov=True)
+    ref = torch.optim.SGD([b], lr=0.1, momentum=0.9, nesterov=True)
+    for _ in range(20):
+        g = torch.randn_like(a)
+        for p, opt in ((a, ours), (b, ref)):
+            p.grad = g.clone()
+            opt.step()
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cls,extra", [(AdamW, {"fused": True}), (AdamW, {"foreach": True}), (SGDW, {"foreach": True})])
+def test_kernel_paths_agree_with_the_single_tensor_path(cls, extra):
+    torch.manual_seed(0)
+    shapes = [(8, 3, 3, 3), (8,), (16, 8)]
+    base = [torch.randn(s) for s in shapes]
+    runs = []
+    for options in ({"foreach": False}, extra):
+        params = [torch.nn.Parameter(t.clone()) for t in base]
+        kwargs = {"lr": 0.05, "weight_decay": 0.02} | ({"momentum": 0.9} if cls is SGDW else {})
+        opt, sched = _optimizer_with_restarts(cls, params, **kwargs, **options)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(30):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+            sched.step()
+        runs.append(params)
+    for x, y in zip(*runs, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_step_hooks_run_once_per_step():
+    """Our step wraps torch's; torch's hook wrapper must not run the hooks a second time."""
+    params = [torch.nn.Parameter(torch.randn(3))]
+    torch.optim.Adam(params)  # makes torch patch Adam.step / SGD.step with its hook wrapper
+    torch.optim.SGD(params, lr=0.1)
+    for opt in (AdamW(params, weight_decay=0.1), SGDW(params, lr=0.1, weight_decay=0.1)):
+        calls = []
+        opt.register_step_pre_hook(lambda *args, calls=calls: calls.append("pre"))
+        opt.register_step_post_hook(lambda *args, calls=calls: calls.append("post"))
+        params[0].grad = torch.ones(3)
+        opt.step()
+        assert calls == ["pre", "post"]
+
+
+def test_closure_is_evaluated_before_the_update():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SGDW([p], lr=0.1, momentum=0.0, weight_decay=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p**2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(5.0)
+    # theta - alpha*2*theta - lambda*theta = theta * (1 - 0.2 - 0.5)
+    torch.testing.assert_close(p.detach(), torch.tensor([0.3, -0.6]))
+
+
+def test_initial_lr_and_group_settings_are_kept():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = AdamW([{"params": [a]}, {"params": [b], "lr": 0.5, "weight_decay": 0.2, "decay_scaling": "lr"}],
+                lr=0.1, weight_decay=0.1)
+    g0, g1 = opt.param_groups
+    assert (g0["initial_lr"], g0["weight_decay"], g0["decay_scaling"]) == (0.1, 0.1, "schedule")
+    assert (g1["initial_lr"], g1["weight_decay"], g1["decay_scaling"]) == (0.5, 0.2, "lr")
+    g0["lr"] = 0.05  # a schedule at eta = 0.5
+    assert AdamW.decay_coefficient(g0) == pytest.approx(0.5 * 0.1)
+    g1["lr"] = 0.25
+    assert AdamW.decay_coefficient(g1) == pytest.approx(0.25 * 0.2)
+    a.grad, b.grad = torch.zeros(2), torch.zeros(2)
+    opt.step()
+    # lambda values are untouched by the step (the torch-side translation is temporary)
+    assert (g0["weight_decay"], g1["weight_decay"]) == (0.1, 0.2)
+    torch.testing.assert_close(a.detach(), torch.full((2,), 1 - 0.05))
+    torch.testing.assert_close(b.detach(), torch.full((2,), 1 - 0.05))
+
+
+def test_param_groups_helper():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LayerNorm(4 * 6 * 6),
+        torch.nn.Linear(4 * 6 * 6, 2),
+    )
+    (everything,) = param_groups(model)
+    assert len(everything["params"]) == len(list(model.parameters()))
+    decay, no_decay = param_groups(model, decay_bias_and_norm=False)
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[4].weight)}
+    assert len(no_decay["params"]) == 6 and no_decay["weight_decay"] == 0.0
+
+
+def test_zero_decay_group_stays_undecayed_under_normalized_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    opt, sched = build_optimizer("sgdwr", param_groups(model, decay_bias_and_norm=False), steps_per_epoch=5,
+                                 max_epochs=6, batch_size=10, num_train=50, t0_epochs=2, t_mult=2)
+    decay_group, no_decay_group = opt.param_groups
+    seen = set()
+    for _ in range(30):
+        seen.add(decay_group["weight_decay"])
+        assert no_decay_group["weight_decay"] == 0.0
+        opt.step()
+        sched.step()
+    expected = {0.025 * math.sqrt(10 / (50 * t)) for t in (2, 4)}
+    assert sorted(seen) == pytest.approx(sorted(expected))
+
+
+BAD_ARGUMENTS = [
+    ({"name": "adamx"}, "known: adam, adamw, adamwr, sgd, sgdw, sgdwr"),
+    ({"lr": 0.0}, "lr must be"),
+    ({"lr": -1.0}, "lr must be"),
+    ({"weight_decay": -1e-4}, "weight_decay must be"),
+    ({"weight_decay_norm": -0.1}, "weight_decay_norm must be"),
+    ({"weight_decay": 1e-4, "weight_decay_norm": 0.02}, "not both"),
+    ({"betas": (0.9, 1.0)}, "betas must be two numbers in [0, 1)"),
+    ({"betas": (-0.1, 0.9)}, "betas must be"),
+    ({"eps": 0.0}, "eps must be"),
+    ({"schedule": "warm_restarts", "t0_epochs": 0}, "t0_epochs must be"),
+    ({"schedule": "warm_restarts", "t0_epochs": 10, "t_mult": 0.5}, "t_mult must be"),
+    ({"schedule": "multistep", "milestones": [30, 30, 80]}, "milestones must be strictly increasing"),
+    ({"schedule": "multistep", "milestones": [60, 30]}, "milestones must be strictly increasing"),
+    ({"schedule": "cyclic"}, "schedule must be one of"),
+    ({"schedule": "cosine", "milestones": [3]}, "'milestones' does not apply to schedule 'cosine'"),
+    ({"momentum": 0.9}, "'momentum' does not apply to optimizer 'adamw'"),
+    ({"decay_scaling": "epoch"}, "decay_scaling must be 'schedule'"),
+    ({"learning_rate": 0.1}, "unknown hyperparameter(s) 'learning_rate'"),
+    ({"eta_min": 1.0}, "eta_min must be"),
+    ({"warmup_epochs": 10}, "warmup_epochs must be"),
+]
+
+
+@pytest.mark.parametrize("arguments,message", BAD_ARGUMENTS, ids=[m for _, m in BAD_ARGUMENTS])
+def test_bad_values_fail_at_construction_with_a_clear_message(arguments, message):
+    arguments = dict(arguments)
+    name = arguments.pop("name", "adamw")
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError) as excinfo:
+        build_optimizer(name, model.parameters(), steps_per_epoch=5, max_epochs=10, batch_size=8, num_train=40,
+                        **arguments)
+    assert message in str(excinfo.value)
+
+
+def test_entry_specific_checks():
+    params = torch.nn.Linear(2, 2).parameters()
+    with pytest.raises(ValueError, match="'decay_scaling' does not apply to optimizer 'sgd'"):
+        build_optimizer("sgd", params, steps_per_epoch=5, max_epochs=10, batch_size=8, num_train=40,
+                        decay_scaling="lr")
+    with pytest.raises(ValueError, match="momentum must be a number in"):
+        build_optimizer("sgdw", params, steps_per_epoch=5, max_epochs=10, batch_size=8, num_train=40, momentum=1.0)
+    with pytest.raises(ValueError, match="batch_size must be a whole number"):
+        build_optimizer("sgdw", params, steps_per_epoch=5, max_epochs=10, batch_size=0, num_train=40)
+    with pytest.raises(ValueError, match="lr must be"):
+        AdamW(torch.nn.Linear(2, 2).parameters(), lr=-1)
+    with pytest.raises(ValueError, match="decay_scaling must be"):
+        SGDW(torch.nn.Linear(2, 2).parameters(), lr=0.1, decay_scaling="paper")
+
+
+def test_registry_defaults_are_the_papers():
+    assert REGISTRY["adamw"].defaults["lr"] == 1e-3
+    assert REGISTRY["sgdw"].defaults["lr"] == 0.05
+    assert REGISTRY["sgdw"].defaults["momentum"] == 0.9
+    for name in ("adamwr", "sgdwr"):
+        spec = REGISTRY[name]
+        assert spec.decay_parameterization == "normalized"
+        assert spec.defaults["weight_decay_norm"] == 0.025
+        assert spec.schedule == "warm_restarts"
+    assert REGISTRY["adamwr"].optimizer_class is AdamW and REGISTRY["sgdwr"].optimizer_class is SGDW
+    assert not REGISTRY["adam"].decoupled and not REGISTRY["sgd"].decoupled
+
+
+def test_run_ending_inside_a_period_warns():
+    params = torch.nn.Linear(2, 2).parameters()
+    with pytest.warns(UserWarning, match="inside a schedule period"):
+        build_optimizer("adamwr", params, steps_per_epoch=5, max_epochs=150, batch_size=8, num_train=40)
