@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["check_int", "init_weights"]
+__all__ = ["init_weights"]
 
 
 def init_weights(model: nn.Module) -> None:
@@ -31,12 +31,3 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-
-def check_int(name: str, value: object, minimum: int, extra: str = "") -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise ValueError naming ``name``.
-
-    ``bool`` is rejected on purpose: ``True`` would silently pass as 1 from a YAML typo.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-    return value

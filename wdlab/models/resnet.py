@@ -30,7 +30,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .init import check_int, init_weights
+from wdlab._checks import check_int
+
+from .init import init_weights
 
 __all__ = ["PreActBlock", "PreActResNet", "WideResNet"]
 

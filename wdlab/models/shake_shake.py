@@ -41,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .init import check_int, init_weights
+from wdlab._checks import check_int
+
+from .init import init_weights
 
 __all__ = ["ShakeShake", "ShakeShakeBlock", "ShakeShakeFunction", "shake_shake", "shift_one_pixel"]
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from wdlab._checks import check_int
 from wdlab.optim.decay import normalized_weight_decay
-from wdlab.optim.validation import check_eta_min, check_int
+from wdlab.optim.validation import check_eta_min
 
 SCHEDULE_NAMES = ("constant", "multistep", "cosine", "warm_restarts")
 

@@ -50,10 +50,6 @@ def check_momentum(momentum: object, dampening: object, nesterov: object) -> Non
         raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
 
 
-def check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
 
 def check_eta_min(eta_min: object) -> None:
     if not (isinstance(eta_min, int | float) and 0 <= eta_min < 1):
