@@ -489,3 +489,10 @@ def test_run_ending_inside_a_period_warns():
     params = torch.nn.Linear(2, 2).parameters()
     with pytest.warns(UserWarning, match="inside a schedule period"):
         build_optimizer("adamwr", params, steps_per_epoch=5, max_epochs=150, batch_size=8, num_train=40)
+
+
+def test_config_schema_lists_exactly_the_hyperparameters():
+    """OptimizerConfig (what configs and the CLI accept) and build_optimizer's names are one list."""
+    from wdlab.optim import HYPERPARAMETERS, OptimizerConfig
+
+    assert set(OptimizerConfig.__annotations__) == {"name", *HYPERPARAMETERS}

@@ -13,6 +13,7 @@ from wdlab.optim.decoupled import SGDW, AdamW, DecoupledWeightDecayMixin
 from wdlab.optim.registry import (
     HYPERPARAMETERS,
     REGISTRY,
+    OptimizerConfig,
     OptimizerSpec,
     build_optimizer,
     resolve_hyperparameters,
@@ -27,6 +28,7 @@ __all__ = [
     "SGDW",
     "AdamW",
     "DecoupledWeightDecayMixin",
+    "OptimizerConfig",
     "OptimizerSpec",
     "ScheduledLR",
     "build_optimizer",

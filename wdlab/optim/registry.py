@@ -23,18 +23,18 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch.optim import Optimizer
 
+from wdlab._checks import check_int
 from wdlab.optim.decoupled import SGDW, AdamW
 from wdlab.optim.schedules import NormalizedDecay, ScheduledLR, make_schedule
 from wdlab.optim.validation import (
     check_betas,
     check_decay_scaling,
     check_eps,
-    check_int,
     check_lr,
     check_momentum,
     check_weight_decay,
@@ -57,6 +57,31 @@ HYPERPARAMETERS = (
     "eta_min",
     "warmup_epochs",
 )
+
+
+
+class OptimizerConfig(TypedDict, total=False):
+    """An optimizer as configs write it under ``model.optimizer``: a registry ``name`` and overrides.
+
+    Every key but ``name`` is optional; a missing key takes the entry's default.
+    """
+
+    name: str
+    lr: float
+    weight_decay: float
+    weight_decay_norm: float
+    decay_scaling: str
+    momentum: float
+    nesterov: bool
+    betas: tuple[float, float]
+    eps: float
+    schedule: str
+    milestones: list[int]
+    t0_epochs: int
+    t_mult: float
+    eta_min: float
+    warmup_epochs: float
+
 
 _FAMILY_PARAMETERS = {"adam": ("betas", "eps"), "sgd": ("momentum", "nesterov")}
 _SCHEDULE_PARAMETERS = {
