@@ -1,0 +1,62 @@
+"""Datasets for wdlab: CIFAR-10, ImageNet32x32 and a built-in synthetic dataset.
+
+The readers (:mod:`~wdlab.data.cifar`, :mod:`~wdlab.data.imagenet32`), the generator
+(:mod:`~wdlab.data.builtin`) and the batched augmentation (:mod:`~wdlab.data.augment`) are plain
+numpy/torch; only :mod:`~wdlab.data.modules` knows about Lightning. Nothing is ever downloaded:
+a missing or broken dataset raises :class:`DatasetError` with a one-line explanation.
+
+The datamodules are imported lazily, so ``import wdlab.data.cifar`` (or any reader) does not
+import Lightning.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from wdlab.data._files import channel_stats
+from wdlab.data.augment import normalize, random_crop_flip
+from wdlab.data.builtin import BuiltinSpec, make_builtin_dataset
+from wdlab.data.cifar import CIFARArrays, find_cifar10, load_cifar10
+from wdlab.data.errors import DatasetError
+from wdlab.data.imagenet32 import (
+    ImageNet32Cache,
+    build_imagenet32_cache,
+    find_imagenet32,
+    load_imagenet32_cache,
+    read_imagenet32_file,
+)
+from wdlab.data.tensors import BatchTensorDataset, collate_batch
+
+__all__ = [
+    "BatchTensorDataset",
+    "BuiltinDataModule",
+    "BuiltinSpec",
+    "CIFAR10DataModule",
+    "CIFARArrays",
+    "DatasetError",
+    "ImageDataModule",
+    "ImageNet32Cache",
+    "ImageNet32DataModule",
+    "build_imagenet32_cache",
+    "channel_stats",
+    "collate_batch",
+    "find_cifar10",
+    "find_imagenet32",
+    "load_cifar10",
+    "load_imagenet32_cache",
+    "make_builtin_dataset",
+    "normalize",
+    "random_crop_flip",
+    "read_imagenet32_file",
+]
+
+_LAZY = {"BuiltinDataModule", "CIFAR10DataModule", "ImageDataModule", "ImageNet32DataModule"}
+
+if TYPE_CHECKING:
+    from wdlab.data.modules import BuiltinDataModule, CIFAR10DataModule, ImageDataModule, ImageNet32DataModule
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from wdlab.data import modules
+
+        return getattr(modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

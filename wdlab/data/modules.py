@@ -1,0 +1,309 @@
+"""LightningDataModules for CIFAR-10, ImageNet32x32 and the built-in synthetic dataset.
+
+All three share one airbench-style data path (design.md §4):
+
+* the images live in memory as ONE uint8 ``(N, 3, 32, 32)`` tensor (a read-only numpy memmap for
+  ImageNet32x32) and the labels as one int64 tensor; :class:`~wdlab.data.tensors.BatchTensorDataset`
+  serves each batch with a single gather through ``__getitems__``, so a standard ``DataLoader``
+  (which Lightning can still give a ``DistributedSampler`` under DDP) does no per-image Python work;
+* augmentation (4-pixel zero-pad random crop + horizontal flip, training batches only) and
+  normalization run batched on the device in :meth:`on_after_batch_transfer`;
+* the training order comes from ``self.train_generator`` (a ``torch.Generator`` seeded with
+  ``seed``); augmentation draws from torch's global RNG on the batch's device, so
+  ``seed_everything`` / RNG-state restore reproduce a run.
+
+Attributes read by the training module (valid after ``setup("fit")``; for the built-in dataset
+right after construction): ``num_classes``, ``num_train`` (training images actually used, after
+the validation split), ``batch_size`` (per device), ``mean`` / ``std`` (per channel, in units of
+[0, 1], from the full official training set).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from wdlab._checks import check_int
+from wdlab.data._files import channel_stats
+from wdlab.data.augment import normalize, random_crop_flip
+from wdlab.data.builtin import BUILTIN_NUM_CLASSES, make_builtin_dataset
+from wdlab.data.cifar import find_cifar10, load_cifar10
+from wdlab.data.errors import DatasetError
+from wdlab.data.imagenet32 import (
+    IMAGENET32_NUM_CLASSES,
+    build_imagenet32_cache,
+    find_imagenet32,
+    imagenet32_cache_is_valid,
+    load_imagenet32_cache,
+)
+from wdlab.data.tensors import BatchTensorDataset, collate_batch, split_indices
+
+__all__ = ["BuiltinDataModule", "CIFAR10DataModule", "ImageDataModule", "ImageNet32DataModule"]
+
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Shared data path; subclasses implement :meth:`_load` (returning the arrays and statistics)."""
+
+    num_classes: int = 0
+    padding: int = 4  # the paper's "regular augmentation": 4-pixel zero padding, random 32x32 crop
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        val_split: int = 0,
+        eval_batch_size: int | None = None,
+        augment: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = (
+            self.batch_size if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size, 1)
+        )
+        self.val_split = check_int("val_split", val_split, 0)
+        self.augment = bool(augment)
+        self.seed = int(seed)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.channels_last = bool(channels_last)
+        # Shuffles the training set; an attribute so that it can be checkpointed / restored.
+        self.train_generator = torch.Generator().manual_seed(self.seed)
+        self.num_train: int | None = None
+        self.mean: tuple[float, ...] | None = None
+        self.std: tuple[float, ...] | None = None
+        self.train_dataset: BatchTensorDataset | None = None
+        self.val_dataset: BatchTensorDataset | None = None
+        self.test_dataset: BatchTensorDataset | None = None
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ----------------------------------------------------------------------------------- loading
+    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+        """Return ``(train_images, train_labels, test_images, test_labels, mean, std)``."""
+        raise NotImplementedError
+
+    def _install(
+        self,
+        train_images: Any,
+        train_labels: Any,
+        test_images: Any,
+        test_labels: Any,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        n = len(train_labels)
+        if self.val_split:
+            if self.val_split >= n:
+                raise ValueError(f"val_split={self.val_split} leaves no training images (the training set has {n})")
+            train_idx, val_idx = split_indices(n, self.val_split, self.seed)
+            self.train_dataset = BatchTensorDataset(train_images, train_labels, train_idx)
+            self.val_dataset = BatchTensorDataset(train_images, train_labels, val_idx)
+        else:
+            self.train_dataset = BatchTensorDataset(train_images, train_labels)
+            self.val_dataset = None
+        self.test_dataset = BatchTensorDataset(test_images, test_labels)
+        self.num_train = len(self.train_dataset)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self._norm = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is None:
+            self._install(*self._load())
+
+    # ------------------------------------------------------------------------------- dataloaders
+    def _require(self, dataset: BatchTensorDataset | None) -> BatchTensorDataset:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not been called")
+        return dataset
+
+    def _loader(self, dataset: BatchTensorDataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            generator=self.train_generator if train else None,
+            collate_fn=collate_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.train_dataset), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The held-out part of the training set if ``val_split > 0``, else the test set (as the paper)."""
+        dataset = self.val_dataset if self.val_split else self.test_dataset
+        return self._loader(self._require(dataset), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.test_dataset), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    # -------------------------------------------------------------------- on-device augmentation
+    def _norm_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mean is None or self.std is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not been called (mean/std unknown)")
+        if device not in self._norm:
+            self._norm[device] = (
+                torch.tensor(self.mean, dtype=torch.float32, device=device),
+                torch.tensor(self.std, dtype=torch.float32, device=device),
+            )
+        return self._norm[device]
+
+    def transform_batch(self, batch: Any, training: bool) -> Any:
+        """uint8 batch -> (augmented if ``training`` and ``augment``) normalized float batch."""
+        images, labels = batch
+        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8):
+            return batch  # already transformed (or not ours): leave it alone
+        if training and self.augment:
+            images = random_crop_flip(images, padding=self.padding)
+        mean, std = self._norm_tensors(images.device)
+        return normalize(images, mean, std, channels_last=self.channels_last), labels
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        training = bool(trainer is not None and trainer.training)
+        return self.transform_batch(batch, training)
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 from the official python release in ``root`` (folder or ``cifar-10-python.tar.gz``).
+
+    Validation uses the test set (as in the paper) unless ``val_split = n > 0``: then a seeded random
+    ``n`` of the 50,000 training images are held out for ``val_dataloader``; ``test_dataloader``
+    always uses the 10,000 test images. ``mean``/``std`` are the statistics of all training images.
+    """
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 128,
+        val_split: int = 0,
+        verify_checksums: bool = True,
+        eval_batch_size: int | None = None,
+        augment: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last)
+        self.root = os.fspath(root)
+        self.verify_checksums = bool(verify_checksums)
+        self.save_hyperparameters()
+
+    def prepare_data(self) -> None:
+        find_cifar10(self.root)  # fail fast, in one line, if the release is not there
+
+    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+        data = load_cifar10(self.root, verify_checksums=self.verify_checksums)
+        mean, std = channel_stats(data.train_images)
+        return (
+            torch.from_numpy(data.train_images),
+            torch.from_numpy(data.train_labels),
+            torch.from_numpy(data.test_images),
+            torch.from_numpy(data.test_labels),
+            mean,
+            std,
+        )
+
+
+class ImageNet32DataModule(ImageDataModule):
+    """ImageNet32x32 (1000 classes) from the official pickles or ``.npz`` files under ``root``.
+
+    ``prepare_data()`` converts the release once into a memory-mappable uint8 cache in ``cache_dir``
+    (default: ``root``); ``setup()`` memory-maps it, so DDP ranks share one copy via the page cache.
+    The official validation set is the test set; ``val_split = n > 0`` holds out a seeded random
+    ``n`` training images for ``val_dataloader``. Labels are 0..999.
+    """
+
+    num_classes = IMAGENET32_NUM_CLASSES
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 128,
+        val_split: int = 0,
+        eval_batch_size: int | None = None,
+        augment: bool = True,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last)
+        self.root = os.fspath(root)
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else self.root
+        self.save_hyperparameters()
+
+    def prepare_data(self) -> None:
+        build_imagenet32_cache(self.root, self.cache_dir)
+
+    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+        if not imagenet32_cache_is_valid(self.cache_dir):
+            trainer = self.trainer
+            if trainer is not None and trainer.world_size > 1:
+                raise DatasetError(
+                    f"no valid ImageNet32x32 cache in {self.cache_dir}; prepare_data() should have built it "
+                    "(check prepare_data_per_node and that cache_dir is on a filesystem every node sees)"
+                )
+            find_imagenet32(self.root)  # a clear error if the raw release is missing too
+            build_imagenet32_cache(self.root, self.cache_dir)
+        cache = load_imagenet32_cache(self.cache_dir)
+        return (
+            cache.train_images,
+            cache.train_labels,
+            cache.val_images,
+            cache.val_labels,
+            cache.mean,
+            cache.std,
+        )
+
+
+class BuiltinDataModule(ImageDataModule):
+    """The built-in synthetic 10-class dataset (:func:`wdlab.data.builtin.make_builtin_dataset`).
+
+    Generated deterministically from ``seed`` at construction, so ``num_train``, ``mean`` and
+    ``std`` are available immediately. ``seed`` also seeds the shuffling and the validation split.
+    """
+
+    num_classes = BUILTIN_NUM_CLASSES
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_train: int = 2000,
+        num_test: int = 2000,
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        augment: bool = True,
+        val_split: int = 0,
+        num_workers: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last)
+        self.num_train_total = check_int("num_train", num_train, 1)
+        self.num_test = check_int("num_test", num_test, 1)
+        self.save_hyperparameters()
+        self.setup()
+
+    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+        train_x, train_y, test_x, test_y = make_builtin_dataset(self.num_train_total, self.num_test, self.seed)
+        mean, std = channel_stats(train_x)
+        return (
+            torch.from_numpy(train_x),
+            torch.from_numpy(train_y),
+            torch.from_numpy(test_x),
+            torch.from_numpy(test_y),
+            mean,
+            std,
+        )
