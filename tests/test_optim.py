@@ -311,18 +311,23 @@ def test_adamw_schedule_scaling_is_torch_adamw_with_lambda_over_alpha():
     torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
 
 
-def test_sgdw_without_decay_is_torch_sgd_bit_for_bit():
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("nesterov,dampening", [(True, 0.0), (False, 0.0), (False, 0.3)])
+def test_sgdw_without_decay_is_torch_sgd_bit_for_bit(foreach, nesterov, dampening):
     torch.manual_seed(0)
-    a = torch.nn.Parameter(torch.randn(40))
-    b = torch.nn.Parameter(a.detach().clone())
-    ours = SGDW([a], lr=0.1, momentum=0.9, nesterov=True)
-    ref = torch.optim.SGD([b], lr=0.1, momentum=0.9, nesterov=True)
+    a = [torch.nn.Parameter(torch.randn(40)), torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float64))]
+    b = [torch.nn.Parameter(t.detach().clone()) for t in a]
+    kw = {"lr": 0.1, "momentum": 0.9, "nesterov": nesterov, "dampening": dampening, "foreach": foreach}
+    ours, ref = SGDW(a, **kw), torch.optim.SGD(b, **kw)
     for _ in range(20):
-        g = torch.randn_like(a)
-        for p, opt in ((a, ours), (b, ref)):
-            p.grad = g.clone()
+        grads = [torch.randn_like(p) for p in a]
+        for params, opt in ((a, ours), (b, ref)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
             opt.step()
-    assert torch.equal(a, b)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(ours.state[a[0]]["momentum_buffer"], ref.state[b[0]]["momentum_buffer"])
 
 
 @pytest.mark.parametrize("cls,extra", [(AdamW, {"fused": True}), (AdamW, {"foreach": True}), (SGDW, {"foreach": True})])

@@ -14,8 +14,8 @@ Both conventions are offered per group through ``decay_scaling``:
 The two are related by ``lambda_torch = lambda_paper / alpha`` for any schedule; the paper's
 parameterization is the one in which the best lambda does not move when alpha changes.
 
-Both optimizers run torch's own Adam/SGD kernels (single-tensor, multi-tensor ``foreach`` or
-``fused``) for the moment updates, so they cost what torch's optimizers cost.
+AdamW runs torch's own Adam kernels (single-tensor, multi-tensor ``foreach`` or ``fused``); SGDW
+has its own two kernels (per-tensor and multi-tensor) that fuse the decay into the update.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ class DecoupledWeightDecayMixin:
 
     Every group records ``initial_lr`` (the lr it was built with, unless a torch LR scheduler
     already set it) and its ``decay_scaling``. A group's ``weight_decay`` always holds the
-    user's lambda in the group's own convention; subclasses translate it for torch's kernel
-    in :meth:`_torch_weight_decay` only for the duration of a step.
+    user's lambda in the group's own convention.
     """
 
     param_groups: list[dict[str, Any]]
@@ -74,41 +73,6 @@ class DecoupledWeightDecayMixin:
         if group["decay_scaling"] == "lr":
             return group["lr"] * group["weight_decay"]
         return cls.schedule_multiplier(group) * group["weight_decay"]
-
-    def _torch_weight_decay(self, group: dict[str, Any]) -> float:
-        raise NotImplementedError
-
-    def _torch_step(self) -> None:
-        """Run the torch parent's step without torch's hook wrapper.
-
-        torch wraps ``step`` of every optimizer class it instantiates with a wrapper that runs
-        the step hooks; ours is wrapped already, so going through the parent's wrapper too
-        would run every registered hook twice.
-        """
-        torch_step = super().step.__func__  # type: ignore[misc]
-        if getattr(torch_step, "hooked", False):
-            torch_step = torch_step.__wrapped__
-        torch_step(self)
-
-    def _apply_own_decay(self) -> None:
-        """Decay torch's kernel does not do itself (none by default)."""
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        lambdas = [group["weight_decay"] for group in self.param_groups]
-        try:
-            self._apply_own_decay()
-            for group in self.param_groups:
-                group["weight_decay"] = self._torch_weight_decay(group)
-            self._torch_step()
-        finally:
-            for group, lam in zip(self.param_groups, lambdas, strict=True):
-                group["weight_decay"] = lam
-        return loss
 
 
 class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
@@ -160,25 +124,48 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
 
-    def _torch_weight_decay(self, group: dict[str, Any]) -> float:
+    @staticmethod
+    def _torch_weight_decay(group: dict[str, Any]) -> float:
+        """The coefficient torch's decoupled kernel needs: it decays by lr_t * wd."""
         if group["decay_scaling"] == "lr":
             return group["weight_decay"]
         return group["weight_decay"] / group["initial_lr"]
 
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        lambdas = [group["weight_decay"] for group in self.param_groups]
+        try:  # the translation lives only for the duration of torch's step
+            for group in self.param_groups:
+                group["weight_decay"] = self._torch_weight_decay(group)
+            # torch wraps the step of every optimizer class it instantiates with a wrapper that
+            # runs the step hooks; ours is wrapped already, so skip torch.optim.Adam's wrapper
+            # or every registered hook would run twice.
+            torch_step = torch.optim.Adam.step
+            torch_step = torch_step.__wrapped__ if getattr(torch_step, "hooked", False) else torch_step
+            torch_step(self)
+        finally:
+            for group, lam in zip(self.param_groups, lambdas, strict=True):
+                group["weight_decay"] = lam
+        return loss
 
-class SGDW(DecoupledWeightDecayMixin, torch.optim.SGD):
+
+class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
     r"""SGD with momentum and decoupled weight decay, as in the authors' code.
 
     The momentum buffer is exactly torch.optim.SGD's (lr outside the buffer), and the decay
     acts on the pre-update weights:
 
         buf_t   = mu * buf_{t-1} + (1 - dampening) * g_t        (buf_1 = g_1)
-        d_t     = g_t + mu * buf_t  if nesterov  else  buf_t
+        d_t     = g_t + mu * buf_t  if nesterov  else  buf_t    (d_t = g_t if mu = 0)
         theta_t = theta_{t-1} - alpha * eta_t * d_t - eta_t * lambda * theta_{t-1}
 
     (Algorithm 1 of the paper puts eta_t * alpha inside the buffer; with a constant schedule
-    the two agree.) torch has no decoupled SGD kernel, so the decay is one multi-tensor
-    multiply, theta <- (1 - eta_t * lambda) * theta, before torch's SGD step with L2 off.
+    the two agree.) State is stored as torch.optim.SGD stores it (``momentum_buffer``), and
+    with ``weight_decay=0`` the updates are bit-for-bit torch.optim.SGD's. See :func:`sgdw_update`.
     """
 
     def __init__(
@@ -197,29 +184,111 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.SGD):
         check_weight_decay(weight_decay)
         check_momentum(momentum, dampening, nesterov)
         self._init_decoupled(decay_scaling)
-        super().__init__(
-            params,
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            foreach=foreach,
-        )
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
 
-    def _torch_weight_decay(self, group: dict[str, Any]) -> float:
-        return 0.0  # torch's SGD would add L2 to the gradient; our decay is applied separately
-
-    def _apply_own_decay(self) -> None:
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
-            coefficient = self.decay_coefficient(group)
-            if coefficient == 0.0:
-                continue
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            if group["foreach"] is False:
-                for p in params:
-                    p.mul_(1.0 - coefficient)
+            momentum = group["momentum"]
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            sgdw_update(
+                params,
+                [p.grad for p in params],
+                buffers,
+                lr=group["lr"],
+                momentum=momentum,
+                dampening=group["dampening"],
+                nesterov=group["nesterov"],
+                decay=self.decay_coefficient(group),
+                foreach=group["foreach"],
+            )
+            if momentum != 0:
+                for p, buf in zip(params, buffers, strict=True):
+                    self.state[p]["momentum_buffer"] = buf
+        return loss
+
+
+def sgdw_update(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor | None],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    decay: float,
+    foreach: bool | None = None,
+) -> None:
+    """One SGDW step in place: ``theta <- (1 - decay) * theta - lr * d`` with d from the momentum buffer.
+
+    ``decay`` is the per-step coefficient (eta_t * lambda in the paper's parameterization).
+    ``buffers`` holds each parameter's momentum buffer or None (created here on the first step).
+
+    Two kernels, chosen as torch chooses for its own SGD (``foreach=None``: multi-tensor on CUDA,
+    per-tensor elsewhere): on CUDA one multi-tensor launch per operation; on CPU each tensor is
+    decayed and updated back to back while it is still in cache, which is what makes the
+    decoupled decay cost no more than torch's L2 term there (torch's own CPU default is also
+    per-tensor: its multi-tensor ops are slower on CPU).
+    """
+    if foreach is None:
+        foreach = all(p.is_cuda for p in params)
+    if not foreach:
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            direction = grad
+            if momentum != 0:
+                buf = buffers[i]
+                if buf is None:
+                    buf = buffers[i] = torch.clone(grad).detach()
+                else:
+                    buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                direction = grad.add(buf, alpha=momentum) if nesterov else buf
+            if decay != 0:
+                param.mul_(1 - decay)
+            param.add_(direction, alpha=-lr)
+        return
+    for indices in _by_device_and_dtype(params).values():
+        group_params = [params[i] for i in indices]
+        group_grads = [grads[i] for i in indices]
+        directions = group_grads
+        if momentum != 0:
+            group_buffers = [buffers[i] for i in indices]
+            if all(b is not None for b in group_buffers):
+                torch._foreach_mul_(group_buffers, momentum)
+                torch._foreach_add_(group_buffers, group_grads, alpha=1 - dampening)
             else:
-                torch._foreach_mul_(params, 1.0 - coefficient)
+                for j, (buf, grad) in enumerate(zip(group_buffers, group_grads, strict=True)):
+                    if buf is None:
+                        group_buffers[j] = buffers[indices[j]] = torch.clone(grad).detach()
+                    else:
+                        buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+            if nesterov:
+                directions = torch._foreach_add(group_grads, group_buffers, alpha=momentum)
+            else:
+                directions = group_buffers
+        if decay != 0:
+            torch._foreach_mul_(group_params, 1 - decay)
+        torch._foreach_add_(group_params, directions, alpha=-lr)
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``tensors`` grouped by (device, dtype): multi-tensor kernels need uniform lists."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    return groups
