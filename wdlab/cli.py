@@ -1,16 +1,25 @@
-"""The ``wdlab`` command line."""
+"""The ``wdlab`` command line: ``wdlab fit|validate|test --config FILE`` (LightningCLI) and tools."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 import wdlab
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
 USAGE = """usage: wdlab [--version] <command> [args]
 
 commands:
+  fit          train a model:           wdlab fit --config configs/quickstart.yaml
+  validate     evaluate on the validation split (the test set unless val_split > 0)
+  test         evaluate on the test set: wdlab test --config X --ckpt_path CKPT
   optimizers   list the optimizer registry: entries, defaults, schedule and decay parameterization
+
+'wdlab <command> --help' shows a command's options; every config value can be overridden on the
+command line, e.g. --model.optimizer.lr 0.01 --trainer.max_epochs 5 --data.root /data/cifar10.
 """
 
 
@@ -27,6 +36,54 @@ def list_optimizers() -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows)
 
 
+def run_lightning_cli(args: Sequence[str] | None) -> None:
+    """``wdlab fit|validate|test|predict``: LightningCLI over ImageClassifier and any datamodule."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from wdlab.training import ImageClassifier
+
+    class WdlabCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
+            parser.add_argument(
+                "--test_after_fit",
+                type=bool,
+                default=True,
+                help="after 'fit', evaluate the final model on the test set (logs test/err, test/err5)",
+            )
+            # Always present (configurable under `checkpoint.`): writes checkpoints/last.ckpt too.
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.save_last": True,
+                    "model.net": {"class_path": "wdlab.models.PreActResNet"},
+                    "data": {"class_path": "wdlab.data.BuiltinDataModule"},
+                }
+            )
+
+        def after_fit(self) -> None:
+            if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+                self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
+
+    WdlabCLI(
+        ImageClassifier,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        trainer_defaults={
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
+            },
+        },
+        args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
+        parser_kwargs={"prog": "wdlab"},
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -37,6 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args[0] == "optimizers":
         print(list_optimizers())
+        return 0
+    if args[0] in LIGHTNING_COMMANDS:
+        from wdlab.data import DatasetError
+
+        try:
+            run_lightning_cli(None if argv is None else args)
+        except (DatasetError, ValueError) as error:
+            if os.environ.get("WDLAB_DEBUG"):
+                raise
+            print(f"wdlab: error: {error}", file=sys.stderr)
+            return 2
         return 0
     print(f"wdlab: unknown command {args[0]!r}; run 'wdlab --help' for the list of commands", file=sys.stderr)
     return 2

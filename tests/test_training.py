@@ -1,0 +1,166 @@
+"""The LightningModule and the `wdlab` CLI end to end on the built-in dataset (real runs, real event files)."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from wdlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml"))
+WDLAB = str(Path(sys.executable).with_name("wdlab"))
+
+REQUIRED_TAGS = {
+    "train/loss", "train/err", "val/err", "val/err5", "test/err", "test/err5",
+    "opt/lr", "opt/eta", "opt/lambda", "opt/decay", "opt/weight_norm",
+}
+
+# A run small enough for a test: 512 training images, batches of 64 -> 8 steps per epoch.
+SMALL = [
+    "--data.init_args.num_train", "512", "--data.init_args.num_test", "256", "--data.init_args.batch_size", "64",
+    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+]
+
+
+def _scalars(run_dir: Path) -> dict[str, list]:
+    scalars: dict[str, list] = {}
+    for path in sorted(glob.glob(str(run_dir / "**" / "events.out.tfevents.*"), recursive=True)):
+        acc = EventAccumulator(path, size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(acc.Scalars(tag))
+    return scalars
+
+
+def _run_dir(tmp_path: Path, name: str) -> Path:
+    (run_dir,) = (tmp_path / "runs" / name).glob("version_*")
+    return run_dir
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_quickstart_config_trains_logs_and_checkpoints_through_the_console_script(tmp_path):
+    """The real console script, the shipped quickstart config, shortened: every promised tag is written."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [WDLAB, "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "2",
+         "--model.optimizer.t0_epochs", "1", "--trainer.logger.init_args.name", "qs", *SMALL],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = _run_dir(tmp_path, "qs")
+    scalars = _scalars(run_dir)
+    assert REQUIRED_TAGS <= set(scalars), REQUIRED_TAGS - set(scalars)
+    for tag in ("train/err", "val/err", "val/err5", "test/err", "test/err5"):
+        assert all(0.0 <= e.value <= 1.0 for e in scalars[tag]), tag
+    assert len(scalars["opt/lr"]) == 16  # logged at every one of the 2 x 8 steps
+    assert list(run_dir.glob("checkpoints/*.ckpt")), "no checkpoint written"
+    assert (run_dir / "config.yaml").exists()
+    # The hparams tab: a session with the run's hyperparameters and the final-metric tags.
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+    assert b"optimizer/weight_decay_norm" in plugins["_hparams_/session_start_info"]
+    assert b"global_batch_size" in plugins["_hparams_/session_start_info"]
+
+
+def test_normalized_decay_changes_at_restarts_and_eta_restarts(in_tmp):
+    """adamwr with t0=1, t_mult=2 over 3 epochs: lambda shrinks by sqrt(2) at the restart after epoch 1."""
+    main(["fit", "--model.optimizer.name", "adamwr", "--model.optimizer.t0_epochs", "1",
+          "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3", "--trainer.logger.init_args.name", "r",
+          "--test_after_fit", "false", *SMALL])
+    scalars = _scalars(_run_dir(in_tmp, "r"))
+    lam = {e.step: e.value for e in scalars["opt/lambda"]}
+    eta = {e.step: e.value for e in scalars["opt/eta"]}
+    decay = {e.step: e.value for e in scalars["opt/decay"]}
+    steps = sorted(lam)
+    assert len(steps) == 24
+    first, second = lam[steps[0]], lam[steps[8]]
+    # lambda = 0.025 * sqrt(b / (B * T)), b = 64, B = 512, T = 1 then 2
+    assert first == pytest.approx(0.025 * math.sqrt(64 / 512), rel=1e-6)
+    assert second == pytest.approx(first / math.sqrt(2), rel=1e-6)
+    assert all(lam[s] == pytest.approx(first) for s in steps[:8])
+    assert eta[steps[0]] == pytest.approx(1.0) and eta[steps[8]] == pytest.approx(1.0)
+    assert eta[steps[7]] < 0.1
+    for s in steps:  # the decay actually applied is eta_t * lambda (the paper's parameterization)
+        assert decay[s] == pytest.approx(eta[s] * lam[s], rel=1e-5)
+
+
+def test_print_config_round_trip_and_overrides(in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model.optimizer.lr", "0.01",
+              "--trainer.max_epochs", "5", "--print_config"])
+    assert exit_info.value.code in (0, None)
+    first = capsys.readouterr().out
+    config = yaml.safe_load(first)
+    assert config["model"]["optimizer"]["lr"] == 0.01
+    assert config["trainer"]["max_epochs"] == 5
+    (in_tmp / "printed.yaml").write_text(first)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "printed.yaml", "--print_config"])
+    assert capsys.readouterr().out == first
+
+
+def test_switching_the_dataset_on_the_command_line(in_tmp, capsys):
+    from data_files import write_cifar_folder
+
+    root = in_tmp / "cifar"
+    write_cifar_folder(root, per_batch=40, test_size=30, seed=1)
+    main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--data", "wdlab.data.CIFAR10DataModule",
+          "--data.root", str(root), "--data.verify_checksums", "false", "--data.batch_size", "50",
+          "--trainer.max_epochs", "1", "--model.optimizer.t0_epochs", "1", "--trainer.logger.init_args.name", "c",
+          "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"])
+    run_dir = _run_dir(in_tmp, "c")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["class_path"] == "wdlab.data.CIFAR10DataModule"
+    scalars = _scalars(run_dir)
+    assert len(scalars["opt/lr"]) >= 1 and "test/err" in scalars
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_shipped_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["optimizer"]["name"] in ("adam", "adamw", "adamwr", "sgd", "sgdw", "sgdwr")
+    text = (REPO / config).read_text()
+    assert text.startswith("#"), "each config states in a comment what it is and what the paper reports"
+
+
+def test_missing_dataset_is_one_clear_line_and_exit_2(in_tmp, capsys):
+    code = main(["fit", "--data", "wdlab.data.CIFAR10DataModule", "--data.root", str(in_tmp / "nowhere"),
+                 "--trainer.max_epochs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("wdlab: error: ") and "cifar-10" in err[-1].lower()
+    assert not (in_tmp / "runs").exists() or not list((in_tmp / "runs").rglob("*.ckpt"))
+
+
+def test_bad_optimizer_is_rejected_before_training(in_tmp, capsys):
+    code = main(["fit", "--model.optimizer.name", "adamx", "--trainer.max_epochs", "1"])
+    assert code == 2
+    assert "known: adam, adamw, adamwr, sgd, sgdw, sgdwr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # unknown hyperparameter keys are caught by the parser itself
+        main(["fit", "--model.optimizer.learning_rate", "0.1"])
+
+
+def test_net_with_the_wrong_number_of_classes_is_explained(in_tmp, capsys):
+    code = main(["fit", "--model.net.init_args.num_classes", "7", "--trainer.max_epochs", "1", *SMALL])
+    assert code == 2
+    assert "num_classes to 10" in capsys.readouterr().err

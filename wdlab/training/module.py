@@ -1,0 +1,202 @@
+"""The LightningModule: a classifier trained with any registry optimizer, logged to TensorBoard."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
+from wdlab.optim.registry import resolve_hyperparameters
+from wdlab.training.metrics import ErrorRate
+
+#: Metric tags shown in TensorBoard's hparams tab (their last logged values).
+HPARAM_METRICS = ("val/err", "val/err5", "test/err", "test/err5")
+
+
+class ImageClassifier(L.LightningModule):
+    """Cross-entropy image classification with the paper's optimizers.
+
+    Args:
+        net: the network (any ``nn.Module`` mapping images to logits, e.g. ``wdlab.models.ShakeShake``).
+        optimizer: a registry entry ``name`` (``adam``, ``adamw``, ``adamwr``, ``sgd``, ``sgdw``,
+            ``sgdwr``) and any hyperparameter overrides (``lr``, ``weight_decay`` or
+            ``weight_decay_norm``, ``schedule``, ``t0_epochs``, ...; see :func:`wdlab.optim.build_optimizer`).
+        label_smoothing: cross-entropy label smoothing (0 = the paper).
+        decay_bias_and_norm: decay biases and normalization weights too (True = the paper).
+
+    Steps per epoch, the global batch (per-device batch x devices x gradient accumulation) and the
+    training-set size are read from the trainer and the datamodule, never configured by hand.
+    The LR scheduler is stepped after every optimizer update.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerConfig = {"name": "adamwr"},  # noqa: B006 (copied below, never mutated)
+        label_smoothing: float = 0.0,
+        decay_bias_and_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        optimizer = dict(optimizer)
+        if "name" not in optimizer:
+            raise ValueError("model.optimizer needs a 'name': one of adam, adamw, adamwr, sgd, sgdw, sgdwr")
+        overrides = {k: v for k, v in optimizer.items() if k != "name"}
+        resolve_hyperparameters(optimizer["name"], overrides)  # fail at construction, not after data loading
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        # Under LightningCLI the net arrives as its class_path config and is saved as such; a net
+        # passed in Python is saved with the weights only (it cannot be re-created from hparams).
+        self.save_hyperparameters(ignore=[] if _given_by_cli() else ["net"])
+        self.net = net
+        self.optimizer_config = optimizer
+        self.label_smoothing = label_smoothing
+        self.decay_bias_and_norm = decay_bias_and_norm
+        self.num_classes: int | None = None
+
+    # -- set-up ----------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.num_classes is not None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        num_classes = getattr(datamodule, "num_classes", None)
+        if num_classes is None:
+            raise ValueError("ImageClassifier needs a datamodule with a num_classes attribute (e.g. wdlab.data.*)")
+        self.num_classes = int(num_classes)
+        if getattr(datamodule, "channels_last", False):  # the network follows the layout of its input batches
+            self.net.to(memory_format=torch.channels_last)
+        for split in ("train", "val", "test"):
+            setattr(self, f"{split}_err", ErrorRate(self.num_classes, top_k=1))
+            setattr(self, f"{split}_err5", ErrorRate(self.num_classes, top_k=5))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainer = self.trainer
+        datamodule = trainer.datamodule
+        total_steps = int(trainer.estimated_stepping_batches)
+        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        if max_epochs is None:
+            max_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
+        global_batch = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        overrides = {k: v for k, v in self.optimizer_config.items() if k != "name"}
+        optimizer, scheduler = build_optimizer(
+            self.optimizer_config["name"],
+            param_groups(self.net, decay_bias_and_norm=self.decay_bias_and_norm),
+            steps_per_epoch=steps_per_epoch,
+            max_epochs=max_epochs,
+            batch_size=global_batch,
+            num_train=int(datamodule.num_train),
+            **overrides,
+        )
+        self.run_facts = {
+            "steps_per_epoch": steps_per_epoch,
+            "max_epochs": max_epochs,
+            "global_batch_size": global_batch,
+            "num_train": int(datamodule.num_train),
+            "world_size": trainer.world_size,
+        }
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # -- steps -----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the network outputs shape {tuple(logits.shape)} but the dataset has {self.num_classes} classes: "
+                f"set the net's num_classes to {self.num_classes} (e.g. --model.net.init_args.num_classes)"
+            )
+        return logits
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self._logits(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        self.train_err(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/err", self.train_err, on_step=False, on_epoch=True, prog_bar=True)
+        self._log_optimizer_state()
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+        x, y = batch
+        logits = self._logits(x)
+        loss = F.cross_entropy(logits, y)
+        getattr(self, f"{split}_err")(logits, y)
+        getattr(self, f"{split}_err5")(logits, y)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.log(f"{split}/err", getattr(self, f"{split}_err"), on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{split}/err5", getattr(self, f"{split}_err5"), on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    # -- logging ---------------------------------------------------------------------------
+    def _log_optimizer_state(self) -> None:
+        """opt/lr, opt/eta, opt/lambda, opt/decay and opt/weight_norm of the update about to be made."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        if connector is not None and not connector.should_update_logs:
+            return  # Lightning would drop the values; skip the weight-norm pass
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        group = optimizer.param_groups[0]  # the decayed group
+        lr, lam = group["lr"], group["weight_decay"]
+        eta = lr / group["initial_lr"]
+        if isinstance(optimizer, DecoupledWeightDecayMixin):
+            decay = optimizer.decay_coefficient(group)
+        else:  # L2 baselines: the coefficient of theta in the update, lr_t * lambda'
+            decay = lr * lam
+        params = [p.detach() for p in self.net.parameters()]
+        weight_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params)))
+        for tag, value in (("opt/lr", lr), ("opt/eta", eta), ("opt/lambda", lam), ("opt/decay", decay)):
+            self.log(tag, float(value), on_step=True, on_epoch=False)
+        self.log("opt/weight_norm", weight_norm, on_step=True, on_epoch=False)
+
+    def hparams_for_logging(self) -> dict[str, Any]:
+        """The run's hyperparameters, flattened for TensorBoard's hparams tab."""
+        name = self.optimizer_config["name"]
+        _, resolved = resolve_hyperparameters(name, {k: v for k, v in self.optimizer_config.items() if k != "name"})
+        flat: dict[str, Any] = {"optimizer/name": name}
+        flat.update({f"optimizer/{k}": v for k, v in resolved.items()})
+        flat["net"] = type(self.net).__name__
+        flat["label_smoothing"] = self.label_smoothing
+        flat["decay_bias_and_norm"] = self.decay_bias_and_norm
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            flat["data"] = type(datamodule).__name__
+        flat.update(getattr(self, "run_facts", {}))
+        return {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in flat.items()}
+
+    def on_fit_start(self) -> None:
+        self._write_hparams_session()
+
+    @rank_zero_only
+    def _write_hparams_session(self) -> None:
+        """Register the hyperparameters with the metric tags whose final values the hparams tab shows."""
+        from torch.utils.tensorboard.summary import hparams
+
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                experiment, start, end = hparams(self.hparams_for_logging(), dict.fromkeys(HPARAM_METRICS, 0.0))
+                writer = logger.experiment._get_file_writer()
+                for summary in (experiment, start, end):
+                    writer.add_summary(summary)
+
+
+def _given_by_cli() -> bool:
+    """True while LightningCLI instantiates the module (it then supplies the config as hparams)."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - older/newer Lightning: save the net's config if we can't tell
+        return False
+    return _given_hyperparameters.get() is not None
