@@ -8,11 +8,20 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+#: What reading a truncated, corrupt or foreign batch file can raise (pickle, npz, tar.gz alike).
+UNREADABLE_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+    ImportError, OSError, zlib.error, tarfile.TarError, zipfile.BadZipFile, UnicodeDecodeError,
+)
 
 __all__ = [
     "ChannelHistogram",

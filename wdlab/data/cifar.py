@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from wdlab.data._files import load_pickle_dict, stream_md5
+from wdlab.data._files import UNREADABLE_FILE_ERRORS, load_pickle_dict, stream_md5
 from wdlab.data.errors import CIFAR10_URL, DatasetError
 
 __all__ = [
@@ -124,8 +123,7 @@ def decode_cifar_batch(
 def _decode_stream(f: IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = load_pickle_dict(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            ImportError, OSError, zlib.error, tarfile.TarError, UnicodeDecodeError) as exc:  # fmt: skip
+    except UNREADABLE_FILE_ERRORS as exc:
         raise DatasetError(
             f"{where}: cannot unpickle ({type(exc).__name__}: {exc}); the file is truncated or not a CIFAR "
             f"batch, re-extract the official release from {CIFAR10_URL}"

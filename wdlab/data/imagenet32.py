@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wdlab.data._files import ChannelHistogram, NpyStreamWriter, load_pickle_dict
+from wdlab.data._files import UNREADABLE_FILE_ERRORS, ChannelHistogram, NpyStreamWriter, load_pickle_dict
 from wdlab.data.cifar import decode_cifar_batch
 from wdlab.data.errors import IMAGENET32_URL, DatasetError
 
@@ -103,8 +101,7 @@ def read_imagenet32_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.n
         else:
             with open(path, "rb") as f:
                 batch = load_pickle_dict(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            ImportError, OSError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:  # fmt: skip
+    except UNREADABLE_FILE_ERRORS as exc:
         raise DatasetError(
             f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is truncated or not an "
             f"ImageNet32x32 batch, get the official release from {IMAGENET32_URL}"

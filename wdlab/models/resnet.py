@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from wdlab._checks import check_int
 
-from .init import init_weights
+from .init import blocks_per_stage, init_weights
 
 __all__ = ["PreActBlock", "PreActResNet", "WideResNet"]
 
@@ -93,17 +93,13 @@ class WideResNet(_PreActNet):
     """
 
     def __init__(self, depth: int, widen_factor: int, num_classes: int, dropout: float = 0.0) -> None:
-        check_int("depth", depth, 10, extra=" with (depth - 4) % 6 == 0 (10, 16, 22, 28, ...)")
-        if (depth - 4) % 6 != 0:
-            raise ValueError(
-                f"depth must satisfy (depth - 4) % 6 == 0 and depth >= 10 (10, 16, 22, 28, ...), got {depth}"
-            )
+        n = blocks_per_stage(depth, 4)
         check_int("widen_factor", widen_factor, 1)
         check_int("num_classes", num_classes, 1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
         k = widen_factor
-        super().__init__(16, (16 * k, 32 * k, 64 * k), (depth - 4) // 6, num_classes, float(dropout))
+        super().__init__(16, (16 * k, 32 * k, 64 * k), n, num_classes, float(dropout))
         self.depth, self.widen_factor, self.num_classes = depth, widen_factor, num_classes
         self.dropout_p = float(dropout)
 
@@ -118,13 +114,9 @@ class PreActResNet(_PreActNet):
     """
 
     def __init__(self, depth: int = 8, base_width: int = 16, num_classes: int = 10) -> None:
-        check_int("depth", depth, 8, extra=" with (depth - 2) % 6 == 0 (8, 14, 20, ...)")
-        if (depth - 2) % 6 != 0:
-            raise ValueError(
-                f"depth must satisfy (depth - 2) % 6 == 0 and depth >= 8 (8, 14, 20, ...), got {depth}"
-            )
+        n = blocks_per_stage(depth, 2)
         check_int("base_width", base_width, 1)
         check_int("num_classes", num_classes, 1)
         w = base_width
-        super().__init__(w, (w, 2 * w, 4 * w), (depth - 2) // 6, num_classes, 0.0)
+        super().__init__(w, (w, 2 * w, 4 * w), n, num_classes, 0.0)
         self.depth, self.base_width, self.num_classes = depth, base_width, num_classes

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from wdlab._checks import check_int
 
-from .init import init_weights
+from .init import blocks_per_stage, init_weights
 
 __all__ = ["ShakeShake", "ShakeShakeBlock", "ShakeShakeFunction", "shake_shake", "shift_one_pixel"]
 
@@ -163,18 +163,13 @@ class ShakeShake(nn.Module):
 
     def __init__(self, depth: int = 26, base_width: int = 64, num_classes: int = 10) -> None:
         super().__init__()
-        check_int("depth", depth, 8, extra=" with (depth - 2) % 6 == 0 (8, 14, 20, 26, ...)")
-        if (depth - 2) % 6 != 0:
-            raise ValueError(
-                f"depth must satisfy (depth - 2) % 6 == 0 and depth >= 8 (8, 14, 20, 26, ...), got {depth}"
-            )
+        n = blocks_per_stage(depth, 2)
         check_int("base_width", base_width, 2, extra=" and even")
         if base_width % 2 != 0:
             raise ValueError(f"base_width must be even (2, 4, ..., 32, 64, 96), got {base_width}")
         check_int("num_classes", num_classes, 1)
 
         self.depth, self.base_width, self.num_classes = depth, base_width, num_classes
-        n = (depth - 2) // 6
         self.stem = nn.Sequential(_conv3x3(3, 16), nn.BatchNorm2d(16))
         blocks: list[nn.Module] = []
         in_ch = 16

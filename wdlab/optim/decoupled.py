@@ -133,10 +133,7 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         lambdas = [group["weight_decay"] for group in self.param_groups]
         try:  # the translation lives only for the duration of torch's step
             for group in self.param_groups:
@@ -196,10 +193,7 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -292,3 +286,11 @@ def _by_device_and_dtype(tensors: list[torch.Tensor]) -> dict[tuple[torch.device
     for i, t in enumerate(tensors):
         groups.setdefault((t.device, t.dtype), []).append(i)
     return groups
+
+
+def _evaluate(closure: Callable[[], float] | None) -> float | None:
+    """The loss from ``closure`` (which recomputes gradients), evaluated before any update."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
