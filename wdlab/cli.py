@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import wdlab
 
@@ -36,8 +37,13 @@ def list_optimizers() -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows)
 
 
-def run_lightning_cli(args: Sequence[str] | None) -> None:
-    """``wdlab fit|validate|test|predict``: LightningCLI over ImageClassifier and any datamodule."""
+def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
+    """The LightningCLI over ImageClassifier and any datamodule, with wdlab's defaults.
+
+    ``run=True``: ``args`` start with a subcommand (``fit``, ``validate``, ``test``, ``predict``) which is
+    executed. ``run=False``: ``args`` are just options (``--config X ...``); the model, datamodule and
+    trainer are instantiated and returned unused (``wdlab ensemble`` builds its model this way).
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
@@ -66,7 +72,7 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
             if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
                 self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
 
-    WdlabCLI(
+    return WdlabCLI(
         ImageClassifier,
         L.LightningDataModule,
         subclass_mode_data=True,
@@ -81,7 +87,13 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
         },
         args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
         parser_kwargs={"prog": "wdlab"},
+        run=run,
     )
+
+
+def run_lightning_cli(args: Sequence[str] | None) -> None:
+    """``wdlab fit|validate|test|predict``: LightningCLI over ImageClassifier and any datamodule."""
+    build_cli(args, run=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
