@@ -45,10 +45,10 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
     trainer are instantiated and returned unused (``wdlab ensemble`` builds its model this way).
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from wdlab.training import ImageClassifier
+    from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
+    from wdlab.training.rundir import pin_logger_version, resolve_ckpt_path, run_directory
 
     class WdlabCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
@@ -58,15 +58,44 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
                 default=True,
                 help="after 'fit', evaluate the final model on the test set (logs test/err, test/err5)",
             )
-            # Always present (configurable under `checkpoint.`): writes checkpoints/last.ckpt too.
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            # Always present: checkpoints/last.ckpt at every epoch end (+ every N steps, + on SIGTERM)
+            # and a snapshot at the end of every schedule period.
+            parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+            parser.add_lightning_class_args(AnytimeSnapshots, "snapshots")
             parser.set_defaults(
                 {
-                    "checkpoint.save_last": True,
+                    "checkpoint.save_top_k": 0,  # last.ckpt and the snapshots; set a monitor for best-k
                     "model.net": {"class_path": "wdlab.models.PreActResNet"},
                     "data": {"class_path": "wdlab.data.BuiltinDataModule"},
                 }
             )
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(self.subcommand) if self.subcommand else self.config
+            logger = config.get("trainer", {}).get("logger") if config is not None else None
+            pin_logger_version(logger)
+
+        def _resolve_ckpt_path(self) -> None:
+            kwargs = self.config_init[self.subcommand]
+            ckpt_path = kwargs.get("ckpt_path")
+            resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.subcommand == "fit")
+            kwargs["ckpt_path"] = resolved
+            if self.subcommand == "fit":
+                from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+                start = f"resuming from {resolved}" if resolved else "starting"
+                rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
+
+        def _parse_ckpt_path(self) -> None:
+            # LightningCLI reads the checkpoint's hyperparameters here (torch.load): check the file
+            # first, so a truncated or corrupt one gives one clear line instead of a traceback.
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt_path and ckpt_path not in ("last", "auto"):
+                check_checkpoint(ckpt_path)
+            super()._parse_ckpt_path()
+
+        before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
         def after_fit(self) -> None:
             if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
@@ -108,10 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(list_optimizers())
         return 0
     if args[0] in LIGHTNING_COMMANDS:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         from wdlab.data import DatasetError
 
         try:
             run_lightning_cli(None if argv is None else args)
+        except SIGTERMException:  # preempted: last.ckpt has been written (see ResumableCheckpoint)
+            print("wdlab: stopped by SIGTERM; resume with the same command plus --ckpt_path last", file=sys.stderr)
+            return 0
         except (DatasetError, ValueError) as error:
             if os.environ.get("WDLAB_DEBUG"):
                 raise

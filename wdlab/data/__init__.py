@@ -23,6 +23,7 @@ from wdlab.data.imagenet32 import (
     load_imagenet32_cache,
     read_imagenet32_file,
 )
+from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader
 from wdlab.data.tensors import BatchTensorDataset, collate_batch
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFARArrays",
     "DatasetError",
+    "EpochShuffleSampler",
     "ImageDataModule",
     "ImageNet32Cache",
     "ImageNet32DataModule",
+    "ResumableDataLoader",
     "build_imagenet32_cache",
     "channel_stats",
     "collate_batch",

@@ -8,9 +8,12 @@ All three share one airbench-style data path (design.md §4):
   (which Lightning can still give a ``DistributedSampler`` under DDP) does no per-image Python work;
 * augmentation (4-pixel zero-pad random crop + horizontal flip, training batches only) and
   normalization run batched on the device in :meth:`on_after_batch_transfer`;
-* the training order comes from ``self.train_generator`` (a ``torch.Generator`` seeded with
-  ``seed``); augmentation draws from torch's global RNG on the batch's device, so
-  ``seed_everything`` / RNG-state restore reproduce a run.
+* the training order is a pure function of ``(seed, epoch)`` (:class:`~wdlab.data.sampling.EpochShuffleSampler`,
+  a ``DistributedSampler`` that shards by rank under DDP) and the training loader
+  (:class:`~wdlab.data.sampling.ResumableDataLoader`) saves its position in Lightning checkpoints, so a
+  run resumed mid-epoch sees exactly the batches it would have seen; augmentation draws from torch's
+  global RNG on the batch's device, which ``seed_everything`` and the checkpointed RNG state
+  (:class:`~wdlab.training.ImageClassifier`) reproduce. No loader draws from the global RNG.
 
 Attributes read by the training module (valid after ``setup("fit")``; for the built-in dataset
 right after construction): ``num_classes``, ``num_train`` (training images actually used, after
@@ -40,6 +43,7 @@ from wdlab.data.imagenet32 import (
     imagenet32_cache_is_valid,
     load_imagenet32_cache,
 )
+from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader, seeded_generator
 from wdlab.data.tensors import BatchTensorDataset, collate_batch, split_indices
 
 __all__ = ["BuiltinDataModule", "CIFAR10DataModule", "ImageDataModule", "ImageNet32DataModule"]
@@ -72,8 +76,6 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = int(seed)
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.channels_last = bool(channels_last)
-        # Shuffles the training set; an attribute so that it can be checkpointed / restored.
-        self.train_generator = torch.Generator().manual_seed(self.seed)
         self.num_train: int | None = None
         self.mean: tuple[float, ...] | None = None
         self.std: tuple[float, ...] | None = None
@@ -122,16 +124,20 @@ class ImageDataModule(L.LightningDataModule):
         return dataset
 
     def _loader(self, dataset: BatchTensorDataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=self.train_generator if train else None,
-            collate_fn=collate_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        common: dict[str, Any] = {
+            "collate_fn": collate_batch,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "generator": seeded_generator(self.seed),
+        }
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, drop_last=False, **common)
+        # Shard by rank ourselves (Lightning keeps a DistributedSampler it is given), so that the
+        # global batches are the same for any number of processes.
+        trainer = self.trainer
+        world_size, rank = getattr(trainer, "world_size", 1), getattr(trainer, "global_rank", 0)
+        sampler = EpochShuffleSampler(dataset, seed=self.seed, num_replicas=world_size, rank=rank)
+        return ResumableDataLoader(dataset, sampler=sampler, batch_size=self.batch_size, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.train_dataset), train=True)

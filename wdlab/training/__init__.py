@@ -1,6 +1,16 @@
-"""Training: the LightningModule composing wdlab.optim, wdlab.models and wdlab.data."""
+"""Training: the LightningModule composing wdlab.optim, wdlab.models and wdlab.data, and its callbacks."""
 
+from wdlab.training.checkpoints import AtomicCheckpointIO, CheckpointError, ResumableCheckpoint, check_checkpoint
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.module import ImageClassifier
+from wdlab.training.snapshots import AnytimeSnapshots
 
-__all__ = ["ErrorRate", "ImageClassifier"]
+__all__ = [
+    "AnytimeSnapshots",
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "ErrorRate",
+    "ImageClassifier",
+    "ResumableCheckpoint",
+    "check_checkpoint",
+]

@@ -14,10 +14,14 @@ from torch import nn
 
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
 from wdlab.optim.registry import resolve_hyperparameters
+from wdlab.training.checkpoints import apply_pending_loader_states, capture_rng_states, restore_rng_states
 from wdlab.training.metrics import ErrorRate
 
 #: Metric tags shown in TensorBoard's hparams tab (their last logged values).
 HPARAM_METRICS = ("val/err", "val/err5", "test/err", "test/err5")
+
+#: Checkpoint key of the global random-stream states (see :meth:`ImageClassifier.on_save_checkpoint`).
+RNG_STATES_KEY = "wdlab_rng_states"
 
 
 class ImageClassifier(L.LightningModule):
@@ -179,6 +183,24 @@ class ImageClassifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._write_hparams_session()
+
+    # -- exact resume ----------------------------------------------------------------------
+    # Lightning restores weights, optimizer, scheduler, loop counters, callback states and the
+    # training loader's position, but not the global random streams that augmentation and
+    # Shake-Shake draw from: they travel in the checkpoint too and are put back when training
+    # (re)starts, after everything that happens before the first batch (sanity check included).
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RNG_STATES_KEY] = capture_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)
+
+    def on_train_start(self) -> None:
+        apply_pending_loader_states(self.trainer)
+        states = getattr(self, "_rng_states_to_restore", None)
+        if states is not None:
+            restore_rng_states(states)
+            self._rng_states_to_restore = None
 
     @rank_zero_only
     def _write_hparams_session(self) -> None:

@@ -1,0 +1,170 @@
+"""Exact resume: a run stopped (SIGTERM or end of a shorter run) and resumed from last.ckpt ends with the
+very same tensors as the uninterrupted run -- weights, optimizer state, schedule, data position, random
+streams and snapshot records -- on CPU in deterministic mode. Plus the run directory rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wdlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+WDLAB = str(Path(sys.executable).with_name("wdlab"))
+
+# Shake-Shake (alpha/beta from the global RNG) + device-side augmentation (global RNG) + adamwr with
+# t0 = 1 epoch, t_mult = 2: 256 images / batch 64 = 4 updates per epoch; periods end after update 4
+# (epoch 1) and 12 (epoch 3); normalized decay changes at the restart.
+RUN = [
+    "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+    "--model.net", "wdlab.models.ShakeShake", "--model.net.init_args.base_width", "4",
+    "--model.optimizer.t0_epochs", "1", "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3",
+    "--data.init_args.num_train", "256", "--data.init_args.num_test", "64", "--data.init_args.batch_size", "64",
+    "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1", "--test_after_fit", "false",
+]
+STEPS = 12
+
+
+def _fit(cwd: Path, *extra: str) -> int:
+    return main([*RUN, "--trainer.logger.init_args.save_dir", str(cwd / "runs"), *extra])
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _assert_identical(a: dict, b: dict, where: str = "checkpoint") -> None:
+    """Every tensor (and every plain value) of two nested structures is exactly equal."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), f"{where}: max |diff| {(a.double() - b.double()).abs().max().item()}"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys differ: {set(a) ^ set(b)}"
+        for key in a:
+            _assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _training_state(ckpt: dict) -> dict:
+    """What must match after a resume: everything that determines the rest of training."""
+    callbacks = {k: v for k, v in ckpt["callbacks"].items() if k.startswith("AnytimeSnapshots")}
+    for state in callbacks.values():  # paths differ between the two run directories; the records must not
+        state["snapshots"] = [{k: v for k, v in s.items() if k != "path"} for s in state["snapshots"]]
+    return {
+        "global_step": ckpt["global_step"],
+        "epoch": ckpt["epoch"],
+        "state_dict": ckpt["state_dict"],
+        "optimizer_states": ckpt["optimizer_states"],
+        "lr_schedulers": ckpt["lr_schedulers"],
+        "rng": ckpt["wdlab_rng_states"],
+        "snapshots": callbacks,
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    assert _fit(cwd) == 0
+    run_dir = cwd / "runs" / "quickstart"
+    return run_dir
+
+
+def test_uninterrupted_run_layout(uninterrupted):
+    """Pinned run directory: runs/<name>/ with config, events, last.ckpt and one snapshot per period."""
+    assert (uninterrupted / "config.yaml").is_file()
+    assert list(uninterrupted.glob("events.out.tfevents.*"))
+    assert (uninterrupted / "checkpoints" / "last.ckpt").is_file()
+    names = sorted(p.name for p in (uninterrupted / "snapshots").glob("*.ckpt"))
+    assert names == ["period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt"]
+    snap = _load(uninterrupted / "snapshots" / "period-0-epoch-1.ckpt")
+    assert snap["wdlab_snapshot"]["period"] == 0 and snap["wdlab_snapshot"]["epoch"] == 1
+    assert snap["wdlab_snapshot"]["step"] == snap["global_step"] == 4
+    assert _load(uninterrupted / "checkpoints" / "last.ckpt")["global_step"] == STEPS
+
+
+@pytest.mark.parametrize(
+    "stop_after",
+    [
+        2,  # mid-epoch, mid-period
+        3,  # just before the restart (the period's last update not yet made)
+        4,  # exactly at the restart: the period's last update, its snapshot, the epoch's last batch
+        5,  # just after the restart (first update of the second period)
+        10,  # mid-epoch of the last epoch
+    ],
+)
+def test_sigterm_then_resume_is_bit_identical(uninterrupted, tmp_path, stop_after, capsys):
+    assert _fit(tmp_path, "--trainer.callbacks+=resume_helpers.SigtermAtStep",
+                f"--trainer.callbacks.step={stop_after}") == 0
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    run_dir = tmp_path / "runs" / "quickstart"
+    stopped = _load(run_dir / "checkpoints" / "last.ckpt")
+    assert stopped["global_step"] == stop_after
+    assert not list((run_dir / "checkpoints").glob("*.tmp-*"))  # atomic writes leave no temporaries
+    assert _fit(tmp_path, "--ckpt_path", "last") == 0
+    resumed = _load(run_dir / "checkpoints" / "last.ckpt")
+    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")), _training_state(resumed))
+    for snapshot in ("period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt"):  # neither repeated nor skipped
+        _assert_identical(_load(uninterrupted / "snapshots" / snapshot)["state_dict"],
+                          _load(run_dir / "snapshots" / snapshot)["state_dict"], snapshot)
+
+
+def test_resume_from_an_epoch_end_checkpoint_is_bit_identical(uninterrupted, tmp_path):
+    """A run that ended after epoch 2 (last.ckpt written at the epoch end), continued to epoch 3."""
+    assert _fit(tmp_path, "--trainer.max_epochs", "2") == 0
+    run_dir = tmp_path / "runs" / "quickstart"
+    assert _load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
+    assert _fit(tmp_path, "--ckpt_path", "last") == 0
+    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
+                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+
+
+def test_resume_from_a_step_interval_checkpoint(uninterrupted, tmp_path):
+    """--checkpoint.last_every_n_steps 3 writes last.ckpt mid-epoch (step 6); resuming from it is exact."""
+    kept = tmp_path / "step6.ckpt"
+    assert _fit(tmp_path, "--checkpoint.last_every_n_steps", "3",
+                "--trainer.callbacks+=resume_helpers.CopyLastAtStep", "--trainer.callbacks.step=6",
+                f"--trainer.callbacks.dest={kept}") == 0
+    assert _load(kept)["global_step"] == 6
+    run_dir = tmp_path / "runs" / "quickstart"
+    shutil.copy(kept, run_dir / "checkpoints" / "last.ckpt")  # as if the run had been killed after step 6
+    assert _fit(tmp_path, "--ckpt_path", "last") == 0
+    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
+                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+
+
+def test_external_sigterm_to_the_console_script_then_resume(uninterrupted, tmp_path):
+    """The real command, killed by another process at an arbitrary moment: clean exit 0, exact resume."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(Path(__file__).parent))
+    args = [WDLAB, *RUN, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+            "--trainer.callbacks+=resume_helpers.SlowSteps"]  # ~0.3 s per step: time to signal mid-run
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    last = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first last.ckpt appears at the end of epoch 1
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    assert "stopped by SIGTERM" in output
+    step = _load(last)["global_step"]
+    assert 4 <= step < STEPS
+    resumed = subprocess.run([*args[:-1], "--ckpt_path", "last"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
+                      _training_state(_load(last)))

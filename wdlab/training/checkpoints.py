@@ -1,0 +1,321 @@
+"""Checkpoints a long run can rely on: atomic writes, ``last.ckpt`` on a step interval and on SIGTERM,
+and a clear verdict on a checkpoint before a run resumes from it.
+
+* :class:`AtomicCheckpointIO` writes ``<name>.tmp-<pid>`` next to the target, fsyncs it and renames
+  it over the target, so a kill at any moment leaves either the old file or the new one. (Lightning's
+  default stages the file in the system temp dir and *copies* it across when that is another
+  filesystem, which is not atomic.)
+* :class:`ResumableCheckpoint` is Lightning's ``ModelCheckpoint`` (``last.ckpt`` at every epoch end
+  by default) plus ``last_every_n_steps`` and preemption handling: on SIGTERM it saves ``last.ckpt``
+  at the end of the current training batch on every rank and stops the run.
+* :func:`check_checkpoint` opens a checkpoint the way a resume would and raises
+  :class:`CheckpointError` (one line, with the fix) if it is truncated, corrupt, not a Lightning
+  training checkpoint, or written for a different model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "ResumableCheckpoint", "check_checkpoint"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file, the problem and the fix."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file in the target's directory, fsync, then ``os.replace``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint does not take storage_options")
+        target = Path(os.fspath(path))
+        if "://" in str(path):  # remote filesystems: Lightning's own transaction-based write
+            super().save_checkpoint(checkpoint, path)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        try:
+            with open(temporary, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+        _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is written at every epoch end, optionally every N steps,
+    and on SIGTERM. It also makes every checkpoint write of the trainer atomic.
+
+    Args:
+        save_last: keep ``<dirpath>/last.ckpt`` up to date (the file ``--ckpt_path last`` resumes from).
+            Unlike ``ModelCheckpoint(save_last=True)`` it is written at every epoch end whether or not
+            a top-k checkpoint is, and always under the same name (no ``last-v1.ckpt``).
+        last_every_n_steps: also write ``last.ckpt`` every this many optimizer steps (for long epochs,
+            e.g. ImageNet32x32: 10,010 steps per epoch at batch 128). ``None``: epoch ends only.
+        **kwargs: the other arguments of :class:`lightning.pytorch.callbacks.ModelCheckpoint`
+            (``monitor``, ``save_top_k``, ``filename``, ... for best-k checkpoints).
+
+    Preemption: a SIGTERM (what cloud schedulers, SLURM and ``docker stop`` send) lets the current
+    training batch finish, then ``last.ckpt`` is written with the exact state after that batch
+    (weights, optimizer, schedule position, data position, RNG streams, callback states) and the
+    run stops by raising Lightning's ``SIGTERMException`` (``wdlab fit`` turns it into a clean exit).
+    Under DDP the ranks agree on stopping with one all-reduce of a flag per step.
+    """
+
+    def __init__(self, *, save_last: bool = True, last_every_n_steps: int | None = None, **kwargs: Any) -> None:
+        if last_every_n_steps is not None and (
+            isinstance(last_every_n_steps, bool) or not isinstance(last_every_n_steps, int) or last_every_n_steps < 1
+        ):
+            raise ValueError(f"last_every_n_steps must be a whole number >= 1 (or null), got {last_every_n_steps!r}")
+        # ModelCheckpoint's own "last" logic stays off: it only writes last.ckpt when it also writes
+        # a top-k file and renames it last-v1.ckpt when one exists; ours is below.
+        super().__init__(save_last=False, **kwargs)
+        self.keep_last = bool(save_last)
+        self.last_every_n_steps = last_every_n_steps
+        self._last_saved_step = -1
+        self._sigterm = False
+        self._previous_handler: Any = None
+
+    @property
+    def last_checkpoint_path(self) -> Path:
+        """Where ``last.ckpt`` goes (valid after set-up)."""
+        return Path(os.fspath(self.dirpath)) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # the default: make it atomic
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Replaces Lightning's SIGTERM handler for the training loop: it only raises a flag, acted on
+        # at the end of a batch where the state is consistent (Lightning's own handler would stop the
+        # run at a point where the data position and progress counters do not match).
+        self._sigterm = False
+        try:
+            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread: leave signal handling to Lightning
+            self._previous_handler = None
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._sigterm = True
+
+    def _restore_signal_handler(self) -> None:
+        if self._previous_handler is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._previous_handler)
+            except ValueError:
+                pass
+            self._previous_handler = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_signal_handler()
+        super().on_exception(trainer, pl_module, exception)
+
+    # -- saving ------------------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        stop = self._sigterm or bool(getattr(trainer, "received_sigterm", False))
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        step = trainer.global_step
+        due = self.last_every_n_steps is not None and step > 0 and step % self.last_every_n_steps == 0
+        if stop or due:
+            self.save_last_now(trainer)
+        if stop:
+            rank_zero_info(
+                f"wdlab: SIGTERM received: saved {self.last_checkpoint_path} (epoch {trainer.current_epoch}, "
+                f"step {step}); resume with the same command plus --ckpt_path last"
+            )
+            raise SIGTERMException()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self.save_last_now(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_signal_handler()
+        super().on_train_end(trainer, pl_module)
+        self.save_last_now(trainer)  # a run stopped by max_steps mid-epoch; no-op if already saved
+
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` with the current state unless it already holds this step (collective
+        under DDP: call it on every rank; rank 0 writes)."""
+        if not self.keep_last or trainer.global_step == self._last_saved_step:
+            return
+        path = self.last_checkpoint_path
+        self._last_saved_step = trainer.global_step  # before saving: it is part of the saved state
+        self.last_model_path = str(path)
+        trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["last_saved_step"] = self._last_saved_step
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._last_saved_step = int(state_dict.get("last_saved_step", -1))
+
+
+# ------------------------------------------------------------------------------------------- checks
+_REQUIRED_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "global_step", "epoch")
+
+
+def check_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Open ``path`` as a resume would and return its metadata (``epoch``, ``global_step``).
+
+    Raises :class:`CheckpointError` if the file is missing, truncated or corrupt (every zip entry's
+    CRC is verified), not a Lightning training checkpoint, or (given ``model``) if its weights do not
+    fit the model: missing or unexpected parameters, or different shapes.
+    """
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path} is corrupt (bad CRC in {bad}); resume from another checkpoint")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "resume from another checkpoint (e.g. a snapshot) or start a new run"
+        ) from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _REQUIRED_KEYS):
+        missing = [k for k in _REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+        raise CheckpointError(
+            f"checkpoint {path} is not a Lightning training checkpoint (no {', '.join(missing)}); "
+            "pass a .ckpt written by 'wdlab fit' (a weights-only file cannot resume a run)"
+        )
+    if model is not None:
+        _check_weights_fit(path, checkpoint["state_dict"], model.state_dict())
+    return {"epoch": int(checkpoint["epoch"]), "global_step": int(checkpoint["global_step"])}
+
+
+def _check_weights_fit(path: Path, saved: dict[str, Any], expected: dict[str, Any]) -> None:
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    wrong = [
+        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        problems.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different model: parameters {'; '.join(problems)}; "
+            "resume with the configuration the run was started with (its config.yaml)"
+        )
+
+
+# ------------------------------------------------------------------------------------ random streams
+def capture_rng_states() -> dict[str, Any]:
+    """Every global random stream a training step may draw from: torch (CPU and each CUDA device),
+    numpy and Python's ``random``. Shake-Shake's alpha/beta and the device-side augmentation use torch's.
+
+    Only tensors and plain Python values, so that ``torch.load(weights_only=True)`` (which
+    LightningCLI uses to read a checkpoint's hyperparameters) accepts the checkpoint.
+    """
+    import random
+
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002 - the global stream
+    version, internal, gauss_next = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_states`."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def apply_pending_loader_states(trainer: L.Trainer) -> None:
+    """Give the training loader its saved position if Lightning has not.
+
+    Lightning loads stateful loaders' states in ``setup_data`` -- which has already run (before the
+    checkpoint was read) when ``configure_optimizers`` used ``trainer.estimated_stepping_batches``,
+    as ours does: the states would be silently dropped (Lightning issue #20550). Called when
+    training starts, before the first batch is drawn; a no-op once Lightning has loaded them.
+    """
+    fit_loop = trainer.fit_loop
+    states = getattr(fit_loop, "_combined_loader_states_to_load", None)
+    loader = getattr(fit_loop, "_combined_loader", None)
+    if states and loader is not None:
+        loader._load_state_dicts(states)
+        fit_loop._combined_loader_states_to_load = []

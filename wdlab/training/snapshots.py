@@ -1,0 +1,179 @@
+"""Anytime snapshots: the model at the end of every schedule period is a result (the paper's AdamWR/SGDWR).
+
+:class:`AnytimeSnapshots` reads the period boundaries from the run's schedule
+(:class:`wdlab.optim.ScheduledLR`), so it cannot disagree with the learning rate. At the last update
+of every period it
+
+* evaluates the model on the evaluation set (the datamodule's ``val_dataloader``: the test set unless
+  ``val_split > 0``, as in the paper) and logs ``anytime/err`` and ``anytime/err5`` against the epoch
+  (the number of completed epochs, e.g. 100, 300, 700, 1500 for T_0 = 100, T_mult = 2);
+* saves a full checkpoint ``snapshots/period-<i>-epoch-<e>.ckpt`` in the run directory (``i`` is the
+  0-based period index, ``e`` the epoch at which the period ends); it carries
+  ``checkpoint["wdlab_snapshot"] = {"period", "epoch", "step", "err", "err5"}``;
+* under normalized weight decay, logs the next period's lambda as ``anytime/next_lambda``.
+
+Schedules without restarts have one period, the whole run: one snapshot at the end. The list of
+snapshots taken is the callback's ``state_dict``, saved in every checkpoint, so a resumed run neither
+repeats a snapshot nor skips one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from wdlab.optim import ScheduledLR
+
+__all__ = ["AnytimeSnapshots", "snapshot_filename"]
+
+SNAPSHOT_DIRNAME = "snapshots"
+
+
+def snapshot_filename(period: int, epoch: int) -> str:
+    """``period-<i>-epoch-<e>.ckpt``."""
+    return f"period-{period}-epoch-{epoch}.ckpt"
+
+
+class AnytimeSnapshots(Callback):
+    """Evaluate, log and checkpoint the model at the end of every schedule period.
+
+    Args:
+        dirpath: where snapshots go; default ``<run directory>/snapshots`` (the run directory is the
+            logger's ``log_dir``, the folder that also holds ``checkpoints/`` and ``config.yaml``).
+        save: write the snapshot checkpoints (``False``: only evaluate and log).
+    """
+
+    def __init__(self, dirpath: str | None = None, save: bool = True) -> None:
+        self.dirpath = None if dirpath is None else os.fspath(dirpath)
+        self.save = bool(save)
+        self.snapshots: list[dict[str, Any]] = []
+        self._pending: dict[str, Any] | None = None
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            run_dir = trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir
+            self.dirpath = str(Path(run_dir) / SNAPSHOT_DIRNAME)
+
+    @staticmethod
+    def scheduler(trainer: L.Trainer) -> ScheduledLR:
+        configs = trainer.lr_scheduler_configs
+        scheduler = configs[0].scheduler if configs else None
+        if not isinstance(scheduler, ScheduledLR):
+            raise ValueError(
+                "AnytimeSnapshots reads the periods from wdlab's schedule: the module must return a "
+                f"wdlab.optim.ScheduledLR from configure_optimizers (found {type(scheduler).__name__})"
+            )
+        return scheduler
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed from a checkpoint written exactly at a period end whose snapshot is missing
+        # (e.g. the run was started without this callback) takes it now: same weights.
+        updates = self.scheduler(trainer).last_epoch
+        if updates > 0 and self._is_new_period_end(trainer, updates):
+            self.take_snapshot(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        updates = self.scheduler(trainer).last_epoch  # optimizer updates made so far
+        if updates > 0 and self._is_new_period_end(trainer, updates):
+            self.take_snapshot(trainer, pl_module)
+
+    def _is_new_period_end(self, trainer: L.Trainer, updates: int) -> bool:
+        schedule = self.scheduler(trainer).schedule
+        return schedule.is_period_end(updates - 1) and all(s["step"] != updates for s in self.snapshots)
+
+    # -- the snapshot ------------------------------------------------------------------------
+    def take_snapshot(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """Evaluate, log and (if ``save``) checkpoint the current model as the end of its period."""
+        scheduler = self.scheduler(trainer)
+        updates = scheduler.last_epoch
+        period = scheduler.schedule.period(updates - 1)
+        err, err5 = evaluate_error(trainer, pl_module)
+        record: dict[str, Any] = {
+            "period": period.index,
+            "epoch": period.end_epoch,
+            "step": updates,
+            "err": err,
+            "err5": err5,
+            "path": None,
+        }
+        metrics = {"anytime/err": err, "anytime/err5": err5}
+        next_lambda = _next_period_lambda(scheduler, updates)
+        if next_lambda is not None:
+            metrics["anytime/next_lambda"] = next_lambda
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=period.end_epoch)
+        self.snapshots.append(record)
+        if self.save:
+            assert self.dirpath is not None
+            path = Path(self.dirpath) / snapshot_filename(period.index, period.end_epoch)
+            record["path"] = str(path)
+            self._pending = {k: v for k, v in record.items() if k != "path"}
+            try:
+                trainer.save_checkpoint(path, weights_only=False)
+            finally:
+                self._pending = None
+        rank_zero_info(
+            f"anytime: period {period.index} ended at epoch {period.end_epoch}: "
+            f"err {err:.2%}, err5 {err5:.2%}" + (f", saved {record['path']}" if record["path"] else "")
+        )
+        return record
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self._pending is not None:
+            checkpoint["wdlab_snapshot"] = dict(self._pending)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshots": [dict(s) for s in self.snapshots]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.snapshots = [dict(s) for s in state_dict.get("snapshots", [])]
+
+
+def _next_period_lambda(scheduler: ScheduledLR, updates: int) -> float | None:
+    decay = scheduler.normalized_decay
+    groups = [g for g in scheduler.optimizer.param_groups if "weight_decay_norm" in g]
+    if decay is None or not groups:
+        return None
+    return decay.weight_decay(groups[0]["weight_decay_norm"], scheduler.schedule.period_epochs(updates))
+
+
+@torch.no_grad()
+def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
+    """Top-1 and top-5 error (fractions) of ``pl_module`` on the datamodule's evaluation set.
+
+    Runs in eval mode under the trainer's precision and restores training mode; it draws nothing
+    from any random stream, so it does not change the course of the run. Every rank evaluates the
+    whole set (no collective needed; the results are identical).
+    """
+    datamodule = trainer.datamodule
+    if datamodule is None or not hasattr(datamodule, "transform_batch"):
+        raise ValueError("AnytimeSnapshots needs a wdlab datamodule (with transform_batch) to evaluate snapshots")
+    was_training = pl_module.training
+    pl_module.eval()
+    wrong1 = wrong5 = total = 0
+    device = pl_module.device
+    try:
+        for images, labels in datamodule.val_dataloader():
+            images, labels = datamodule.transform_batch((images.to(device), labels.to(device)), training=False)
+            with trainer.precision_plugin.forward_context():
+                logits = pl_module(images)
+            top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
+            hit = top == labels[:, None]
+            wrong1 += int((~hit[:, 0]).sum())
+            wrong5 += int((~hit.any(dim=1)).sum())
+            total += len(labels)
+    finally:
+        pl_module.train(was_training)
+    if total == 0:
+        raise ValueError("the evaluation set is empty")
+    return wrong1 / total, wrong5 / total
