@@ -17,7 +17,12 @@ commands:
   fit          train a model:           wdlab fit --config configs/quickstart.yaml
   validate     evaluate on the validation split (the test set unless val_split > 0)
   test         evaluate on the test set: wdlab test --config X --ckpt_path CKPT
+  ensemble     evaluate anytime snapshots and their ensembles:
+               wdlab ensemble --config X --snapshots runs/NAME/snapshots
   optimizers   list the optimizer registry: entries, defaults, schedule and decay parameterization
+
+Resume a run: the same command plus --ckpt_path last (or --ckpt_path auto in job scripts that are
+re-queued); runs live in runs/<logger name>/ (config.yaml, checkpoints/, snapshots/, TensorBoard events).
 
 'wdlab <command> --help' shows a command's options; every config value can be overridden on the
 command line, e.g. --model.optimizer.lr 0.01 --trainer.max_epochs 5 --data.root /data/cifar10.
@@ -133,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"wdlab {wdlab.__version__}")
         return 0
+    if args[0] == "ensemble":
+        from wdlab.training.ensemble import run_ensemble
+
+        return run_ensemble(args[1:])
     if args[0] == "optimizers":
         print(list_optimizers())
         return 0

@@ -226,29 +226,36 @@ def check_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = No
             "pass a .ckpt written by 'wdlab fit' (a weights-only file cannot resume a run)"
         )
     if model is not None:
-        _check_weights_fit(path, checkpoint["state_dict"], model.state_dict())
+        check_weights_fit(path, shapes_of(checkpoint["state_dict"]), shapes_of(model.state_dict()))
     return {"epoch": int(checkpoint["epoch"]), "global_step": int(checkpoint["global_step"])}
 
 
-def _check_weights_fit(path: Path, saved: dict[str, Any], expected: dict[str, Any]) -> None:
+def shapes_of(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape (non-tensor entries get ``()``)."""
+    return {k: tuple(v.shape) if hasattr(v, "shape") else () for k, v in state_dict.items()}
+
+
+def check_weights_fit(
+    path: str | os.PathLike,
+    saved: dict[str, tuple[int, ...]],
+    expected: dict[str, tuple[int, ...]],
+    fix: str = "resume with the configuration the run was started with (its config.yaml)",
+) -> None:
+    """Raise :class:`CheckpointError` unless the saved tensor shapes are exactly the model's."""
     missing = [k for k in expected if k not in saved]
     unexpected = [k for k in saved if k not in expected]
-    wrong = [
-        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
-    ]
+    wrong = [f"{k} is {list(saved[k])} in the checkpoint but {list(v)} in the model"
+             for k, v in expected.items() if k in saved and saved[k] != v]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     if wrong:
-        problems.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
+        problems.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
     if problems:
         raise CheckpointError(
-            f"checkpoint {path} was written for a different model: parameters {'; '.join(problems)}; "
-            "resume with the configuration the run was started with (its config.yaml)"
+            f"checkpoint {path} does not fit the configured model: tensors {'; '.join(problems)}; {fix}"
         )
 
 
