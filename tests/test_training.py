@@ -43,7 +43,8 @@ def _scalars(run_dir: Path) -> dict[str, list]:
 
 
 def _run_dir(tmp_path: Path, name: str) -> Path:
-    (run_dir,) = (tmp_path / "runs" / name).glob("version_*")
+    run_dir = tmp_path / "runs" / name  # pinned: no version_N folders
+    assert run_dir.is_dir() and not list(run_dir.glob("version_*"))
     return run_dir
 
 
