@@ -168,3 +168,12 @@ def test_snapshots_can_be_turned_off(in_tmp):
     run_dir = in_tmp / "runs" / "quickstart"
     assert not (run_dir / "snapshots").exists()
     assert "anytime/err" in _scalars(run_dir)
+
+
+def test_testing_a_run_keeps_its_training_config(finished_run, in_tmp):
+    config = finished_run / "config.yaml"
+    before = config.read_bytes()
+    snapshot = finished_run / "snapshots" / "period-1-epoch-3.ckpt"
+    assert main(["test", "--config", str(REPO / "configs" / "quickstart.yaml"), *SMALL[3:-4],
+                 "--trainer.logger.init_args.save_dir", str(finished_run.parent), "--ckpt_path", str(snapshot)]) == 0
+    assert config.read_bytes() == before

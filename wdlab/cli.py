@@ -79,6 +79,8 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
             logger = config.get("trainer", {}).get("logger") if config is not None else None
             pin_logger_version(logger)
+            if self.subcommand != "fit":  # evaluating into a run directory must not replace its config.yaml
+                self.save_config_callback = None
 
         def _resolve_ckpt_path(self) -> None:
             kwargs = self.config_init[self.subcommand]
