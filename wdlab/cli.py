@@ -19,6 +19,11 @@ commands:
   test         evaluate on the test set: wdlab test --config X --ckpt_path CKPT
   ensemble     evaluate anytime snapshots and their ensembles:
                wdlab ensemble --config X --snapshots runs/NAME/snapshots
+  sweep        a grid of fit runs (lr x weight decay heatmaps; resumable, --jobs N):
+               wdlab sweep --config X --grid model.optimizer.lr=0.1,0.05 \\
+                 --grid model.optimizer.weight_decay=0,1e-3 --out DIR
+  report       heatmaps with coupling numbers from sweeps, learning/anytime curves from runs:
+               wdlab report DIR... [--out OUT]
   optimizers   list the optimizer registry: entries, defaults, schedule and decay parameterization
 
 Resume a run: the same command plus --ckpt_path last (or --ckpt_path auto in job scripts that are
@@ -65,6 +70,12 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
             )
             # Always present: checkpoints/last.ckpt at every epoch end (+ every N steps, + on SIGTERM)
             # and a snapshot at the end of every schedule period.
+            parser.add_argument(
+                "--sweep",
+                type=dict | None,
+                default=None,
+                help="grid presets read by 'wdlab sweep' ({grid: {key: [values]}, seeds: K}); fit ignores them",
+            )
             parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
             parser.add_lightning_class_args(AnytimeSnapshots, "snapshots")
             parser.set_defaults(
@@ -144,6 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from wdlab.training.ensemble import run_ensemble
 
         return run_ensemble(args[1:])
+    if args[0] == "sweep":
+        from wdlab.sweep import main as sweep_main
+
+        return sweep_main(args[1:])
+    if args[0] == "report":
+        from wdlab.report import main as report_main
+
+        return report_main(args[1:])
     if args[0] == "optimizers":
         print(list_optimizers())
         return 0

@@ -1,0 +1,196 @@
+"""``wdlab report``: coupling numbers on synthetic tables whose answer is known, heatmaps, curves."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from wdlab.cli import main
+from wdlab.report import coupling, find_runs, heatmaps_from_table, read_scalars, write_sweep_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LOG2_LRS = np.arange(-8, -1)  # 7 rows
+LOG2_DECAYS = np.arange(-12, -5)  # 7 columns
+
+
+def _table(error) -> tuple[list[float], list[float], np.ndarray]:
+    lrs = [2.0**e for e in LOG2_LRS]
+    decays = [2.0**e for e in LOG2_DECAYS]
+    values = np.array([[error(a, d) for d in LOG2_DECAYS] for a in LOG2_LRS], dtype=np.float64)
+    return lrs, decays, values
+
+
+def coupled(log_lr: float, log_decay: float) -> float:
+    """L2-like: only the product lr * decay matters (plus a weak preference for lr = 2^-5)."""
+    return 0.05 + 0.01 * (log_lr + log_decay + 14) ** 2 + 0.001 * (log_lr + 5) ** 2
+
+
+def decoupled(log_lr: float, log_decay: float) -> float:
+    """Decoupled: the best decay (2^-9) is the same for every lr."""
+    return 0.05 + 0.01 * (log_decay + 9) ** 2 + 0.001 * (log_lr + 5) ** 2
+
+
+def test_coupled_table_gives_slope_minus_one_and_negative_correlation() -> None:
+    stats = coupling(*_table(coupled), top_k=10)
+    # per row the best decay is 2^(-14 - log2 lr) wherever that lies on the grid: slope -1 exactly
+    # over the rows where it does (all 7 here: -14 - (-8..-2) = -6..-12)
+    assert stats.slope == pytest.approx(-1.0)
+    assert stats.rows == 7
+    assert stats.correlation < -0.9
+    assert stats.top_k == 10
+
+
+def test_decoupled_table_gives_slope_zero_and_no_correlation() -> None:
+    stats = coupling(*_table(decoupled), top_k=10)
+    assert stats.slope == pytest.approx(0.0)
+    assert abs(stats.correlation) < 0.2
+
+
+def test_coupling_ignores_failed_cells_and_zero_decay() -> None:
+    lrs, decays, values = _table(coupled)
+    values[0, :] = np.nan  # a whole lr row diverged
+    values[3, 2] = np.nan
+    # a decay-0 column that would otherwise be the best everywhere: it has no log2 and is left out
+    stats_without = coupling(lrs, decays, values)
+    stats_with = coupling([*lrs], [0.0, *decays], np.column_stack([np.zeros(len(lrs)), values]))
+    assert stats_without.rows == 6
+    assert stats_with.slope == pytest.approx(stats_without.slope)
+    assert stats_with.correlation == pytest.approx(stats_without.correlation)
+
+
+def test_coupling_is_nan_when_undefined() -> None:
+    stats = coupling([0.1], [1e-3, 2e-3], np.array([[0.2, 0.1]]))
+    assert math.isnan(stats.slope)  # one lr row: no slope
+    assert math.isnan(stats.correlation)  # no spread in lr among the top cells
+    with pytest.raises(ValueError, match="shape"):
+        coupling([0.1, 0.2], [1e-3], np.zeros((1, 1)))
+
+
+def _rows(optimizer: str, error, seeds: int = 2) -> list[dict[str, str]]:
+    rows = []
+    for a in LOG2_LRS:
+        for d in LOG2_DECAYS:
+            for seed in range(seeds):
+                rows.append({
+                    "model.optimizer.lr": repr(2.0 ** float(a)),
+                    "model.optimizer.weight_decay": repr(2.0 ** float(d)),
+                    "seed": str(seed),
+                    "optimizer": optimizer,
+                    "state": "complete",
+                    # seed noise that averages out exactly
+                    "final_test_err": repr(float(error(a, d)) + (0.002 if seed else -0.002)),
+                    "best_test_err": "",
+                    "final_train_loss": "0.1",
+                })
+    return rows
+
+
+def test_heatmaps_from_table_one_panel_per_optimizer_mean_over_seeds() -> None:
+    rows = _rows("sgd", coupled) + _rows("sgdw", decoupled)
+    rows[0]["state"] = "failed"  # lr 2^-8, decay 2^-12, seed 0: only seed 1 counts
+    heatmaps = heatmaps_from_table(rows)
+    assert [h.title for h in heatmaps] == ["sgd", "sgdw"]
+    sgd, sgdw = heatmaps
+    assert sgd.lrs == tuple(2.0**e for e in LOG2_LRS) and sgd.seeds == 2
+    assert sgd.values[1, 1] == pytest.approx(coupled(-7, -11))
+    assert sgd.values[0, 0] == pytest.approx(coupled(-8, -12) + 0.002)
+    assert sgd.coupling().slope == pytest.approx(-1.0)
+    assert sgdw.coupling().slope == pytest.approx(0.0)
+
+
+def test_heatmaps_from_table_explains_unknown_columns() -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        heatmaps_from_table(_rows("sgd", coupled), metric="accuracy")
+    rows = [{k.replace("model.optimizer.lr", "model.optimizer.alpha"): v for k, v in row.items()}
+            for row in _rows("sgd", coupled)]
+    with pytest.raises(ValueError, match="--lr_key"):
+        heatmaps_from_table(rows)
+    assert heatmaps_from_table(rows, lr_key="model.optimizer.alpha")[0].coupling().slope == pytest.approx(-1.0)
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_write_sweep_report_png_coupling_csv_and_tensorboard_image(tmp_path: Path) -> None:
+    _write_csv(tmp_path / "sgd", _rows("sgd", coupled))
+    _write_csv(tmp_path / "sgdw", _rows("sgdw", decoupled))
+    out = tmp_path / "report"
+    results = write_sweep_report([tmp_path / "sgd", tmp_path / "sgdw"], out)
+    assert [round(stats.slope, 6) for _, stats in results] == [-1.0, 0.0]
+    assert (out / "heatmap.png").read_bytes()[:8] == PNG_MAGIC
+    with (out / "coupling.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["panel"] for row in table] == ["sgd", "sgdw"]
+    assert float(table[0]["slope"]) == pytest.approx(-1.0) and float(table[1]["slope"]) == pytest.approx(0.0)
+    assert float(table[1]["best_decay"]) == 2.0**-9
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "sweep/heatmap/final_test_err" in events.Tags()["images"]
+    image = events.Images("sweep/heatmap/final_test_err")[0]
+    assert image.encoded_image_string[:8] == PNG_MAGIC and image.width > 400
+
+
+def test_report_command_on_sweep_dirs(tmp_path: Path, capsys) -> None:
+    _write_csv(tmp_path / "sgd", _rows("sgd", coupled))
+    assert main(["report", str(tmp_path / "sgd"), "--out", str(tmp_path / "out"), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "sgd: coupling slope -1.00 (7 lr rows), top-5 correlation" in out
+    assert (tmp_path / "out" / "heatmap.png").is_file()
+
+
+def test_report_command_rejects_bad_paths(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "neither results.csv nor TensorBoard event files" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> Path:
+    """Two real 3-epoch runs with warm restarts (periods end at epochs 1 and 3)."""
+    root = tmp_path_factory.mktemp("curves")
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name, lr in (("a", "0.001"), ("b", "0.003")):
+            assert main([
+                "fit", "--config", str(config), "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",
+                "--model.optimizer.lr", lr, "--data.init_args.num_train", "128", "--data.init_args.num_test", "64",
+                "--data.init_args.batch_size", "64", "--trainer.logger.init_args.name", name,
+                "--trainer.enable_progress_bar", "false", "--snapshots.save", "false",
+            ]) == 0  # fmt: skip
+    return root / "runs"
+
+
+def test_read_scalars_from_real_run(two_runs: Path) -> None:
+    scalars = read_scalars(two_runs / "a")
+    assert [step for step, _ in scalars["anytime/err"]] == [1, 3]  # logged at step = epoch
+    assert len(scalars["train/loss"]) == 3
+    assert len(scalars["test/err"]) == 1
+
+
+def test_report_command_draws_learning_and_anytime_curves(two_runs: Path, tmp_path: Path, capsys) -> None:
+    assert main(["report", str(two_runs), "--out", str(tmp_path)]) == 0
+    assert "learning_curves.png" in capsys.readouterr().out
+    for name in ("learning_curves.png", "anytime.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"runs/learning_curves", "runs/anytime"} <= set(events.Tags()["images"])
+
+
+def test_find_runs_skips_a_reports_own_tensorboard_folder(two_runs: Path) -> None:
+    assert main(["report", str(two_runs)]) == 0  # default output: runs/report/
+    assert (two_runs / "report" / "tensorboard").is_dir()
+    assert [run.name for run in find_runs(two_runs)] == ["a", "b"]

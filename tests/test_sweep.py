@@ -1,0 +1,215 @@
+"""``wdlab sweep`` end to end: real ``wdlab fit`` cells, a real Optuna SQLite study, CSV and heatmap."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from wdlab.report import read_scalars
+from wdlab.sweep import SweepError, grid_preset, parse_grid, parse_value, split_passthrough
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A cell: PreActResNet-8 of width 4 on 64 built-in images, 2 steps per epoch: a few seconds each,
+# most of it the start of a Python process.
+BASE = """\
+seed_everything: 0
+trainer:
+  max_epochs: 1
+  accelerator: cpu
+  devices: 1
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+model:
+  net:
+    class_path: wdlab.models.PreActResNet
+    init_args: {depth: 8, base_width: 4, num_classes: 10}
+  optimizer: {name: sgdw, lr: 0.05, weight_decay: 0.001, schedule: cosine}
+data:
+  class_path: wdlab.data.BuiltinDataModule
+  init_args: {batch_size: 32, num_train: 64, num_test: 64, seed: 0}
+snapshots: {save: false}
+"""
+GRID = ["--grid", "model.optimizer.lr=0.1,0.05", "--grid", "model.optimizer.weight_decay=0.001,0.002"]
+
+
+def sweep(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, **kwargs
+    )
+
+
+def results(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def commands_run(cell_dir: Path) -> int:
+    """How many times the sweep started this cell (each start appends its command line to cell.log)."""
+    return sum(line.startswith("$ ") for line in (cell_dir / "cell.log").read_text().splitlines())
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE)
+    return tmp_path / "base.yaml"
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+def test_parse_values_and_grid() -> None:
+    assert parse_value("2**-3") == 0.125
+    assert parse_value("1e-3") == 0.001 and parse_value("7") == 7 and parse_value("true") is True
+    assert parse_value("adamw") == "adamw"
+    assert parse_grid(["model.optimizer.lr=1,0.5", "--model.optimizer.name=sgd,sgdw"]) == {
+        "model.optimizer.lr": [1, 0.5],
+        "model.optimizer.name": ["sgd", "sgdw"],
+    }
+    for bad in ("model.optimizer.lr", "=1,2", "model.optimizer.lr=", "model.optimizer.lr=1,1"):
+        with pytest.raises(SweepError):
+            parse_grid([bad])
+
+
+def test_split_passthrough_keeps_cell_options_in_order() -> None:
+    own, rest = split_passthrough(
+        ["--config", "a.yaml", "--trainer.max_epochs", "5", "--grid", "x=1,2", "--jobs=2", "--data.root=/d",
+         "--out", "o"]
+    )  # fmt: skip
+    assert own == ["--config", "a.yaml", "--grid", "x=1,2", "--jobs=2", "--out", "o"]
+    assert rest == ["--trainer.max_epochs", "5", "--data.root=/d"]
+    with pytest.raises(SweepError, match="unexpected argument"):
+        split_passthrough(["stray"])
+
+
+def test_grid_preset_from_config(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    grid, seeds = grid_preset([repo / "configs" / "fig2_small" / "sgdw.yaml"])
+    assert seeds == 2
+    assert grid["model.optimizer.lr"] == [2.0**e for e in range(-7, -2)]
+    assert grid["model.optimizer.weight_decay"] == [2.0**e for e in range(-12, -7)]
+    (tmp_path / "bad.yaml").write_text("sweep: {grid: {model.optimizer.lr: 0.1}}\n")
+    with pytest.raises(SweepError, match="non-empty list"):
+        grid_preset([tmp_path / "bad.yaml"])
+
+
+# -- end to end --------------------------------------------------------------------------------------
+def test_tiny_sweep_end_to_end(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    done = sweep(["--config", str(base), *GRID, "--out", str(out), "--jobs", "2", "--data.init_args.augment", "false"],
+                 cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "4/4 cells done, 0 failed" in done.stderr
+    rows = results(out)
+    assert [(r["model.optimizer.lr"], r["model.optimizer.weight_decay"]) for r in rows] == [
+        ("0.1", "0.001"), ("0.1", "0.002"), ("0.05", "0.001"), ("0.05", "0.002"),
+    ]  # fmt: skip
+    for row in rows:
+        assert row["state"] == "complete" and row["optimizer"] == "sgdw" and row["seed"] == "0"
+        assert row["epochs"] == "1" and float(row["wall_s"]) > 0 and row["error"] == ""
+        run_dir = Path(row["run_dir"]) if Path(row["run_dir"]).is_absolute() else tmp_path / row["run_dir"]
+        scalars = read_scalars(run_dir)  # each cell is a real run with its own events, config and checkpoint
+        assert float(row["final_test_err"]) == pytest.approx(scalars["test/err"][-1][1], abs=1e-6)
+        assert float(row["final_train_loss"]) == pytest.approx(scalars["train/loss"][-1][1], rel=1e-5)
+        assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+        # the grid values and the pass-through option reached the cell
+        config = (run_dir / "config.yaml").read_text()
+        assert f"lr: {row['model.optimizer.lr']}" in config and "augment: false" in config
+    # Optuna's study holds the cells
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{out / 'sweep.db'}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 4
+    assert (out / "report" / "heatmap.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "report" / "coupling.csv").is_file()
+
+    # the same command again: every cell is done, nothing is re-run
+    again = sweep(["--config", str(base), *GRID, "--out", str(out), "--jobs", "2", "--data.init_args.augment", "false"],
+                  cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "4 done, 0 to re-run, 0 to start" in again.stderr
+    assert all(commands_run(out / Path(r["run_dir"]).name) == 1 for r in rows)
+
+    # a different grid or pass-through option into the same directory is refused, nothing touched
+    before = (out / "results.csv").read_bytes()
+    other = sweep(["--config", str(base), *GRID, "--out", str(out), "--trainer.max_epochs", "2"], cwd=tmp_path)
+    assert other.returncode == 2
+    assert "holds a sweep with a different config" in other.stderr
+    assert (out / "results.csv").read_bytes() == before
+
+
+def test_failing_cell_is_recorded_and_rerun_on_the_next_invocation(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    # base_width 0 is rejected by the model: that cell fails, the other one still runs
+    args = ["--config", str(base), "--grid", "model.net.init_args.base_width=4,0", "--out", str(out)]
+    first = sweep(args, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert "1/2 cells done, 1 failed" in first.stderr
+    good, bad = results(out)
+    assert good["state"] == "complete" and good["error"] == ""
+    assert bad["state"] == "failed" and bad["final_test_err"] == ""
+    assert "base_width" in bad["error"]  # the cell's own one-line error, from its log
+    assert "base_width" in (out / "base_width_0__seed_0" / "cell.log").read_text()
+
+    second = sweep(args, cwd=tmp_path)
+    assert second.returncode == 1
+    assert "1 done, 1 to re-run, 0 to start" in second.stderr
+    assert commands_run(out / "base_width_4__seed_0") == 1
+    assert commands_run(out / "base_width_0__seed_0") == 2
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_the_interrupted_cell_from_its_checkpoint(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    # 2 cells of 6 epochs (12 steps); SIGTERM once the first cell has written an epoch-end last.ckpt
+    args = ["--config", str(base), "--grid", "model.optimizer.lr=0.1,0.05", "--out", str(out),
+            "--trainer.max_epochs", "6"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (checkpoints := list(out.glob("*/checkpoints/last.ckpt"))):
+        assert process.poll() is None and time.monotonic() < deadline, "the first cell never wrote a checkpoint"
+        time.sleep(0.05)
+    first_cell = checkpoints[0].parents[1]  # the grid sampler picks the cells in a random order
+    first, second = ("0.1", "0.05") if first_cell.name == "lr_0.1__seed_0" else ("0.05", "0.1")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr  # like 'wdlab fit': SIGTERM is a clean, resumable stop
+    assert "stopped; re-run the same command to resume" in stderr
+    rows = {r["model.optimizer.lr"]: r for r in results(out)}
+    assert rows[first]["state"] == "failed" and "interrupted" in rows[first]["error"]
+    assert rows[second]["state"] == "pending"
+
+    again = sweep(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 done, 1 to re-run, 1 to start" in again.stderr
+    rows = {r["model.optimizer.lr"]: r for r in results(out)}
+    assert rows["0.1"]["state"] == rows["0.05"]["state"] == "complete"
+    log = (first_cell / "cell.log").read_text()
+    assert commands_run(first_cell) == 2 and "resuming from" in log  # continued from last.ckpt, not restarted
+    assert [step for step, _ in read_scalars(first_cell)["test/err"]] == [12]
+
+
+def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    typo = sweep(["--config", str(base), *GRID, "--out", str(out), "--trainer.max_epocs", "2"], cwd=tmp_path)
+    assert typo.returncode == 2
+    assert "wdlab sweep: error: the cells' configuration is invalid" in typo.stderr
+    assert not out.exists()
+    for args, message in (
+        (["--config", str(tmp_path / "missing.yaml"), *GRID], "does not exist"),
+        (["--config", str(base)], "no grid"),
+        (["--config", str(base), "--grid", "model.optimizer.lr"], "KEY=V1,V2"),
+        (["--config", str(base), *GRID, "--seed_everything", "3"], "use --out / --seeds"),
+        (["--config", str(base), *GRID, "--jobs", "0"], "--jobs must be at least 1"),
+    ):
+        failed = sweep([*args, "--out", str(out)], cwd=tmp_path)
+        assert failed.returncode == 2, failed.stderr
+        assert message in failed.stderr
+        assert not out.exists()
