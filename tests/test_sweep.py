@@ -41,10 +41,10 @@ snapshots: {save: false}
 GRID = ["--grid", "model.optimizer.lr=0.1,0.05", "--grid", "model.optimizer.weight_decay=0.001,0.002"]
 
 
-def sweep(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**(env or os.environ), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, **kwargs
+        [sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
@@ -194,6 +194,20 @@ def test_interrupted_sweep_resumes_the_interrupted_cell_from_its_checkpoint(base
     log = (first_cell / "cell.log").read_text()
     assert commands_run(first_cell) == 2 and "resuming from" in log  # continued from last.ckpt, not restarted
     assert [step for step, _ in read_scalars(first_cell)["test/err"]] == [12]
+
+
+def test_jobs_take_the_visible_gpus_in_turn(base: Path, tmp_path: Path) -> None:
+    # No GPU is needed to check the placement: the cells run on CPU (accelerator: cpu) and the sweep logs
+    # the CUDA_VISIBLE_DEVICES it gave each of them.
+    out = tmp_path / "sweep"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "5,7"}
+    done = sweep(["--config", str(base), *GRID, "--out", str(out), "--jobs", "2"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "2 at a time on GPUs 5,7" in done.stderr
+    placements = [line.split()[1] for cell in out.glob("*/cell.log") for line in cell.read_text().splitlines()
+                  if line.startswith("$ ")]
+    assert len(placements) == 4 and set(placements) <= {"CUDA_VISIBLE_DEVICES=5", "CUDA_VISIBLE_DEVICES=7"}
+    assert len(set(placements)) == 2
 
 
 def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> None:

@@ -415,7 +415,8 @@ class Sweep:
         command = [sys.executable, "-m", "wdlab", "fit", *self.spec.fit_args(cell)]
         start = time.monotonic()
         with (run_dir / CELL_LOG).open("ab") as log:
-            log.write(f"\n$ {' '.join(command)}\n".encode())
+            placement = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env)
+            log.write(f"\n$ {placement + ' ' if placement else ''}{' '.join(command)}\n".encode())
             log.flush()
             # Own session: Ctrl-C reaches only the sweep, which then stops the cells with SIGTERM
             # (they save last.ckpt at the end of the batch) instead of killing them mid-write.
