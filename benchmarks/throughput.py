@@ -45,12 +45,12 @@ from wdlab.data import ImageDataModule, normalize, random_crop_flip
 from wdlab.optim import build_optimizer, param_groups
 from wdlab.training.fastpaths import cuda_trainer_defaults, resolve_channels_last, resolve_fused
 
-#: name -> (class path, init args, parameters in millions for the table)
+#: name -> (class path, init args): the quickstart ResNet and the paper's CIFAR-10 / ImageNet32x32 networks
 MODELS: dict[str, tuple[str, dict[str, int]]] = {
-    "quickstart": ("wdlab.models.PreActResNet", {"depth": 8, "base_width": 16}),
-    "shake26-2x64d": ("wdlab.models.ShakeShake", {"depth": 26, "base_width": 64}),
-    "shake26-2x96d": ("wdlab.models.ShakeShake", {"depth": 26, "base_width": 96}),
-    "wrn28-10": ("wdlab.models.WideResNet", {"depth": 28, "widen_factor": 10}),
+    "quickstart": ("wdlab.models.PreActResNet", {"depth": 8, "base_width": 16, "num_classes": 10}),
+    "shake26-2x64d": ("wdlab.models.ShakeShake", {"depth": 26, "base_width": 64, "num_classes": 10}),
+    "shake26-2x96d": ("wdlab.models.ShakeShake", {"depth": 26, "base_width": 96, "num_classes": 10}),
+    "wrn28-10": ("wdlab.models.WideResNet", {"depth": 28, "widen_factor": 10, "num_classes": 10}),
 }
 GPU_MODELS = ("shake26-2x64d", "shake26-2x96d", "wrn28-10")
 
@@ -141,7 +141,7 @@ def run_plain(model: str, args: argparse.Namespace, epochs: int, precision: str)
     class_path, init_args = MODELS[model]
     module_name, class_name = class_path.rsplit(".", 1)
     net_class = getattr(__import__(module_name, fromlist=[class_name]), class_name)
-    net = net_class(**init_args, num_classes=10).to(device)
+    net = net_class(**init_args).to(device)
     channels_last = resolve_channels_last(args.channels_last, device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)

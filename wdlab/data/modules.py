@@ -120,7 +120,7 @@ class ImageDataModule(L.LightningDataModule):
         #: trainer asks for a loader, then decided once for that trainer (see :meth:`_resolve_placement`).
         self.data_on_device: bool | None = None
         self._placement: torch.device | None = None
-        self._placement_trainer: int | None = None
+        self._placement_trainer: Any = None  # the trainer it was decided for (the datamodule holds it anyway)
         self._device_arrays: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------------- loading
@@ -177,7 +177,7 @@ class ImageDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:  # used outside a trainer (wdlab ensemble): the host loader
             return None
-        if self._placement_trainer == id(trainer):
+        if self._placement_trainer is trainer:
             return self._placement
         device = self._trainer_device()
         placement: torch.device | None = None
@@ -195,7 +195,7 @@ class ImageDataModule(L.LightningDataModule):
                         f"{MAX_DEVICE_FRACTION:.0%} of the free memory of {device}: serving pinned batches from "
                         "host memory instead (--data.on_device true forces the device)"
                     )
-        self._placement, self._placement_trainer = placement, id(trainer)
+        self._placement, self._placement_trainer = placement, trainer
         self.data_on_device = placement is not None
         return placement
 
@@ -205,7 +205,9 @@ class ImageDataModule(L.LightningDataModule):
             self._device_arrays[key] = to_device(array, device)
         return self._device_arrays[key]
 
-    def _loader(self, dataset: BatchTensorDataset, train: bool, device_path: bool = True, shard: bool = True) -> Any:
+    def _loader(
+        self, dataset: BatchTensorDataset, train: bool, device_path: bool = True, shard: bool = True
+    ) -> DataLoader | DeviceBatchLoader:
         trainer = self.trainer
         world_size, rank = getattr(trainer, "world_size", 1), getattr(trainer, "global_rank", 0)
         if not shard:
@@ -231,7 +233,7 @@ class ImageDataModule(L.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
             "generator": seeded_generator(self.seed),
             # pinned batches: Lightning's copy to the GPU is then asynchronous (non_blocking)
-            "pin_memory": device is not None and device.type == "cuda",
+            "pin_memory": is_cuda(device),
         }
         if not train:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, drop_last=False, **common)
@@ -240,15 +242,15 @@ class ImageDataModule(L.LightningDataModule):
         sampler = EpochShuffleSampler(dataset, seed=self.seed, num_replicas=world_size, rank=rank)
         return ResumableDataLoader(dataset, sampler=sampler, batch_size=self.batch_size, **common)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatchLoader:
         return self._loader(self._require(self.train_dataset), train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatchLoader:
         """The held-out part of the training set if ``val_split > 0``, else the test set (as the paper)."""
         dataset = self.val_dataset if self.val_split else self.test_dataset
         return self._loader(self._require(dataset), train=False)
 
-    def whole_val_dataloader(self) -> Any:
+    def whole_val_dataloader(self) -> DataLoader | DeviceBatchLoader:
         """The evaluation set of :meth:`val_dataloader`, whole and in order on every DDP rank.
 
         For callbacks that evaluate outside Lightning's validation loop (the anytime snapshots): the
@@ -258,10 +260,10 @@ class ImageDataModule(L.LightningDataModule):
         dataset = self.val_dataset if self.val_split else self.test_dataset
         return self._loader(self._require(dataset), train=False, shard=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatchLoader:
         return self._loader(self._require(self.test_dataset), train=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader | DeviceBatchLoader:
         # Always the host loader: Lightning tracks prediction indices through a DataLoader's sampler.
         return self._loader(self._require(self.test_dataset), train=False, device_path=False)
 
