@@ -513,3 +513,22 @@ def test_lightning_module_api_still_accepts_a_plain_trainer(tmp_path):
                         enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu")
     trainer.fit(model, datamodule=dm)
     assert dm.data_on_device and model.uses_fused_optimizer is True
+
+
+def test_error_rate_matches_torchmetrics_accuracy_without_its_host_syncs():
+    """ErrorRate = 1 - MulticlassAccuracy(micro), top-1 and top-5, over several updates."""
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from wdlab.training import ErrorRate
+
+    gen = torch.Generator().manual_seed(0)
+    for k in (1, 5):
+        ours, reference = ErrorRate(10, top_k=k), MulticlassAccuracy(num_classes=10, top_k=k, average="micro")
+        for size in (32, 17, 5):
+            logits, target = torch.randn(size, 10, generator=gen), torch.randint(0, 10, (size,), generator=gen)
+            ours.update(logits, target)
+            reference.update(logits, target)
+        torch.testing.assert_close(ours.compute(), 1 - reference.compute())
+    assert ErrorRate(3, top_k=5).top_k == 3  # top-min(k, classes), as the README says
+    with pytest.raises(ValueError, match="logits"):
+        ErrorRate(10).update(torch.zeros(4, 7), torch.zeros(4, dtype=torch.int64))

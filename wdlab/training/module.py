@@ -153,7 +153,7 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self._logits(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_err(logits.detach(), y)
+        self.train_err.update(logits.detach(), y)  # update only: the epoch value is computed once, at the end
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/err", self.train_err, on_step=False, on_epoch=True, prog_bar=True)
         self._log_optimizer_state()
@@ -163,8 +163,8 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self._logits(x)
         loss = F.cross_entropy(logits, y)
-        getattr(self, f"{split}_err")(logits, y)
-        getattr(self, f"{split}_err5")(logits, y)
+        getattr(self, f"{split}_err").update(logits, y)
+        getattr(self, f"{split}_err5").update(logits, y)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log(f"{split}/err", getattr(self, f"{split}_err"), on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{split}/err5", getattr(self, f"{split}_err5"), on_step=False, on_epoch=True)
