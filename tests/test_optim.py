@@ -49,13 +49,15 @@ def _entry_settings(name: str) -> tuple[dict, float, float]:
     return overrides, alpha, 0.05
 
 
-def _run_wdlab(name: str, theta0: np.ndarray, grad, overrides: dict, *, dtype=torch.float64, steps: int = STEPS):
+def _run_wdlab(name: str, theta0: np.ndarray, grad, overrides: dict, *, dtype=torch.float64, steps: int = STEPS,
+               fused: bool | None = None):
     a, b = torch.tensor(theta0[: SIZES[0]], dtype=dtype), torch.tensor(theta0[SIZES[0] :], dtype=dtype)
     params = [torch.nn.Parameter(a), torch.nn.Parameter(b)]
     # Second group: half the learning rate, no decay (per-group settings must be honoured).
     groups = [{"params": [params[0]]}, {"params": [params[1]], "lr": overrides["lr"] / 2, "weight_decay": 0.0}]
     opt, sched = build_optimizer(
-        name, groups, steps_per_epoch=SPE, max_epochs=T0 * 15, batch_size=BATCH, num_train=NUM_TRAIN, **overrides
+        name, groups, steps_per_epoch=SPE, max_epochs=T0 * 15, batch_size=BATCH, num_train=NUM_TRAIN, fused=fused,
+        **overrides,
     )
     trajectory = []
     for step in range(steps):
@@ -90,12 +92,15 @@ def _reference(name: str, theta0: np.ndarray, grad, alpha: float, lam_value: flo
     return [np.concatenate([a, b]) for a, b in zip(first, second, strict=True)]
 
 
+@pytest.mark.parametrize("fused", [None, True], ids=["default-kernel", "fused-kernel"])
 @pytest.mark.parametrize("name", ENTRIES)
-def test_matches_float64_reference_under_warm_restarts(name):
-    """Every entry follows the paper's equations for 250 steps across three restarts (rel. err <= 1e-9)."""
+def test_matches_float64_reference_under_warm_restarts(name, fused):
+    """Every entry follows the paper's equations for 250 steps across three restarts (rel. err <= 1e-9),
+    with its default kernel and with the fused one (what wdlab uses on CUDA; torch runs it on CPU too)."""
     theta0, grad = _problem()
     overrides, alpha, lam = _entry_settings(name)
-    ours, _, _ = _run_wdlab(name, theta0, grad, overrides)
+    ours, opt, _ = _run_wdlab(name, theta0, grad, overrides, fused=fused)
+    assert all(group.get("fused") == fused for group in opt.param_groups)
     ref = _reference(name, theta0, grad, alpha, lam)
     for step, (x, y) in enumerate(zip(ours, ref, strict=True)):
         rel = np.max(np.abs(x - y)) / np.max(np.abs(y))
@@ -311,13 +316,13 @@ def test_adamw_schedule_scaling_is_torch_adamw_with_lambda_over_alpha():
     torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("kernel", [{"foreach": False}, {"foreach": True}, {"fused": True}], ids=str)
 @pytest.mark.parametrize("nesterov,dampening", [(True, 0.0), (False, 0.0), (False, 0.3)])
-def test_sgdw_without_decay_is_torch_sgd_bit_for_bit(foreach, nesterov, dampening):
+def test_sgdw_without_decay_is_torch_sgd_bit_for_bit(kernel, nesterov, dampening):
     torch.manual_seed(0)
     a = [torch.nn.Parameter(torch.randn(40)), torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float64))]
     b = [torch.nn.Parameter(t.detach().clone()) for t in a]
-    kw = {"lr": 0.1, "momentum": 0.9, "nesterov": nesterov, "dampening": dampening, "foreach": foreach}
+    kw = {"lr": 0.1, "momentum": 0.9, "nesterov": nesterov, "dampening": dampening, **kernel}
     ours, ref = SGDW(a, **kw), torch.optim.SGD(b, **kw)
     for _ in range(20):
         grads = [torch.randn_like(p) for p in a]
@@ -330,7 +335,10 @@ def test_sgdw_without_decay_is_torch_sgd_bit_for_bit(foreach, nesterov, dampenin
     assert torch.equal(ours.state[a[0]]["momentum_buffer"], ref.state[b[0]]["momentum_buffer"])
 
 
-@pytest.mark.parametrize("cls,extra", [(AdamW, {"fused": True}), (AdamW, {"foreach": True}), (SGDW, {"foreach": True})])
+@pytest.mark.parametrize(
+    "cls,extra",
+    [(AdamW, {"fused": True}), (AdamW, {"foreach": True}), (SGDW, {"foreach": True}), (SGDW, {"fused": True})],
+)
 def test_kernel_paths_agree_with_the_single_tensor_path(cls, extra):
     torch.manual_seed(0)
     shapes = [(8, 3, 3, 3), (8,), (16, 8)]
@@ -349,6 +357,42 @@ def test_kernel_paths_agree_with_the_single_tensor_path(cls, extra):
         runs.append(params)
     for x, y in zip(*runs, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgdw_fused_handles_parameters_whose_first_gradient_comes_later(momentum):
+    """torch's fused kernel takes 'first step' for a whole list: a parameter that joins later (frozen at
+    first, a branch unused at first) must still start its buffer from its gradient, as torch.optim.SGD does."""
+    torch.manual_seed(0)
+    base = [torch.randn(6), torch.randn(2, 3), torch.randn(4)]
+    runs = []
+    for kernel in ({"foreach": False}, {"fused": True}):
+        params = [torch.nn.Parameter(t.clone()) for t in base]
+        opt = SGDW(params, lr=0.1, momentum=momentum, weight_decay=0.01, **kernel)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(6):
+            for i, p in enumerate(params):
+                p.grad = torch.randn(p.shape, generator=gen) if step >= i else None  # param i joins at step i
+            opt.step()
+        runs.append((params, opt))
+    (a, opt_a), (b, opt_b) = runs
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+    if momentum:
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(opt_a.state[x]["momentum_buffer"], opt_b.state[y]["momentum_buffer"])
+
+
+def test_build_optimizer_passes_fused_only_when_given():
+    """fused=None leaves every optimizer class exactly as built before (its own kernel default)."""
+    for name in ENTRIES:
+        for fused in (None, False, True):
+            params = [torch.nn.Parameter(torch.zeros(3))]
+            opt, _ = build_optimizer(name, params, steps_per_epoch=1, max_epochs=100, batch_size=1, num_train=10,
+                                     fused=fused)
+            assert opt.param_groups[0]["fused"] == fused, (name, fused)
+    with pytest.raises(ValueError, match="foreach and fused"):
+        SGDW([torch.nn.Parameter(torch.zeros(2))], lr=0.1, foreach=True, fused=True)
 
 
 def test_step_hooks_run_once_per_step():

@@ -58,6 +58,7 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
     from lightning.pytorch.cli import LightningCLI
 
     from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
+    from wdlab.training.fastpaths import cuda_trainer_defaults
     from wdlab.training.rundir import pin_logger_version, resolve_ckpt_path, run_directory
 
     class WdlabCLI(LightningCLI):
@@ -90,6 +91,10 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> Any:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
             logger = config.get("trainer", {}).get("logger") if config is not None else None
             pin_logger_version(logger)
+            if config is not None and config.get("trainer") is not None:  # bf16-mixed + cudnn benchmark on CUDA
+                trainer_config = config["trainer"]
+                for key, value in cuda_trainer_defaults(trainer_config).items():
+                    trainer_config[key] = value
             if self.subcommand != "fit":  # evaluating into a run directory must not replace its config.yaml
                 self.save_config_callback = None
 

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["EpochShuffleSampler", "ResumableDataLoader"]
+__all__ = ["EpochShuffleSampler", "ResumableDataLoader", "ServedBatches"]
 
 
 class EpochShuffleSampler(DistributedSampler):
@@ -54,7 +54,44 @@ class EpochShuffleSampler(DistributedSampler):
         return iter(indices[start:])
 
 
-class ResumableDataLoader(DataLoader):
+class ServedBatches:
+    """The position of a resumable training loader: ``k`` batches of epoch ``e`` have been handed out.
+
+    Shared by :class:`ResumableDataLoader` (host) and :class:`~wdlab.data.device.ResumableDeviceLoader`
+    (device-resident data), so both save and restore the same ``{"epoch": e, "batches": k}`` and a run
+    may resume on either path. The class using it has ``sampler`` (an :class:`EpochShuffleSampler`) and
+    ``batch_size``, calls :meth:`_reset_position` at construction, :meth:`_begin_epoch` when the first
+    batch of an epoch is requested and increments ``_served`` per batch handed out.
+    """
+
+    sampler: Any
+    batch_size: Any
+    _served: int
+    _served_epoch: int
+
+    def _reset_position(self) -> None:
+        self._served = 0
+        self._served_epoch = self.sampler.epoch
+
+    def _begin_epoch(self) -> None:
+        sampler: EpochShuffleSampler = self.sampler
+        epoch = sampler.epoch
+        resume = sampler._resume
+        skipped = resume[1] // self.batch_size if resume is not None and resume[0] == epoch else 0
+        self._served_epoch, self._served = epoch, skipped
+
+    def state_dict(self) -> dict[str, int]:
+        if self._served == 0:  # nothing handed out yet: the position is the start of the current epoch
+            return {"epoch": self.sampler.epoch, "batches": 0}
+        return {"epoch": self._served_epoch, "batches": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        self._served_epoch, self._served = epoch, batches
+        self.sampler.start_at(epoch, batches * self.batch_size)
+
+
+class ResumableDataLoader(ServedBatches, DataLoader):
     """A ``DataLoader`` over an :class:`EpochShuffleSampler` whose position survives a checkpoint.
 
     ``state_dict()`` is ``{"epoch": e, "batches": k}``: ``k`` batches of epoch ``e`` have been handed
@@ -65,9 +102,8 @@ class ResumableDataLoader(DataLoader):
     def __init__(self, dataset: Dataset, *, sampler: EpochShuffleSampler, batch_size: int, **kwargs: Any) -> None:
         if not isinstance(sampler, EpochShuffleSampler):
             raise TypeError(f"ResumableDataLoader needs an EpochShuffleSampler, got {type(sampler).__name__}")
-        super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **kwargs)
-        self._served = 0
-        self._served_epoch = sampler.epoch
+        DataLoader.__init__(self, dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **kwargs)
+        self._reset_position()
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return self._batches()
@@ -75,24 +111,10 @@ class ResumableDataLoader(DataLoader):
     def _batches(self) -> Iterator[Any]:
         # A generator: nothing below runs until the first batch is requested, i.e. after Lightning
         # has called set_epoch() for the epoch about to start.
-        sampler: EpochShuffleSampler = self.sampler  # type: ignore[assignment]
-        epoch = sampler.epoch
-        resume = sampler._resume
-        skipped = resume[1] // self.batch_size if resume is not None and resume[0] == epoch else 0
-        self._served_epoch, self._served = epoch, skipped
-        for batch in super().__iter__():
+        self._begin_epoch()
+        for batch in DataLoader.__iter__(self):
             self._served += 1
             yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        if self._served == 0:  # nothing handed out yet: the position is the start of the current epoch
-            return {"epoch": self.sampler.epoch, "batches": 0}  # type: ignore[attr-defined]
-        return {"epoch": self._served_epoch, "batches": self._served}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        epoch, batches = int(state["epoch"]), int(state["batches"])
-        self._served_epoch, self._served = epoch, batches
-        self.sampler.start_at(epoch, batches * self.batch_size)  # type: ignore[attr-defined]
 
 
 def seeded_generator(seed: int) -> torch.Generator:

@@ -216,6 +216,7 @@ def build_optimizer(
     max_epochs: int,
     batch_size: int,
     num_train: int,
+    fused: bool | None = None,
     **overrides: Any,
 ) -> tuple[Optimizer, ScheduledLR]:
     """Build the registry entry ``name`` and its LR scheduler (step it once per batch).
@@ -229,6 +230,11 @@ def build_optimizer(
 
     ``overrides`` are hyperparameters by name (see :data:`HYPERPARAMETERS`); bad values raise
     ValueError naming the parameter and the allowed range.
+
+    ``fused`` picks the kernel, not the math: ``True`` runs the optimizer's fused kernel (one launch
+    per step for all parameters: what to use on CUDA), ``False`` forbids it, ``None`` (default)
+    leaves the optimizer's own default (multi-tensor on CUDA, per-tensor on CPU). It is passed to
+    the optimizer class only when it is not ``None``.
     """
     for arg, value in (("steps_per_epoch", steps_per_epoch), ("max_epochs", max_epochs),
                        ("batch_size", batch_size), ("num_train", num_train)):
@@ -274,6 +280,8 @@ def build_optimizer(
         kwargs.update(momentum=hp["momentum"], nesterov=hp["nesterov"])
     if spec.decoupled:
         kwargs["decay_scaling"] = hp["decay_scaling"]
+    if fused is not None:
+        kwargs["fused"] = bool(fused)
     optimizer = spec.optimizer_class(groups, **kwargs)
     return optimizer, ScheduledLR(optimizer, schedule, normalized)
 

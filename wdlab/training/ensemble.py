@@ -37,6 +37,7 @@ from typing import Any, NoReturn
 import torch
 
 from wdlab.training.checkpoints import CheckpointError, check_weights_fit, shapes_of
+from wdlab.training.fastpaths import resolve_channels_last
 
 __all__ = ["EnsembleError", "ResultRow", "SnapshotInfo", "find_snapshots", "run_ensemble", "snapshot_info"]
 
@@ -347,7 +348,7 @@ def _evaluate(
     num_classes = int(datamodule.num_classes)
     loader = _loader(datamodule, split)
     transform = _transform(datamodule)
-    channels_last = bool(getattr(datamodule, "channels_last", False))
+    channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
     model.num_classes = num_classes
     model.to(device)
     model.eval()

@@ -15,6 +15,7 @@ from torch import nn
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
 from wdlab.optim.registry import resolve_hyperparameters
 from wdlab.training.checkpoints import apply_pending_loader_states, capture_rng_states, restore_rng_states
+from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
 from wdlab.training.metrics import ErrorRate
 
 #: Metric tags shown in TensorBoard's hparams tab (their last logged values).
@@ -34,10 +35,20 @@ class ImageClassifier(L.LightningModule):
             ``weight_decay_norm``, ``schedule``, ``t0_epochs``, ...; see :func:`wdlab.optim.build_optimizer`).
         label_smoothing: cross-entropy label smoothing (0 = the paper).
         decay_bias_and_norm: decay biases and normalization weights too (True = the paper).
+        compile: ``torch.compile`` the network before training (``true``, or a mapping of
+            ``torch.compile`` options such as ``{mode: max-autotune}``). Off by default: it costs
+            compile time at the start. Only the network is compiled, so the per-step learning rate
+            causes no recompiles, and checkpoints keep their keys (``nn.Module.compile``).
+        fused_optimizer: run the optimizer's fused kernel (one launch per step for all parameters).
+            ``None`` (default): fused on CUDA, the optimizer's own default elsewhere. A resumed run
+            keeps the kernel choice stored in its checkpoint's parameter groups.
 
-    Steps per epoch, the global batch (per-device batch x devices x gradient accumulation) and the
-    training-set size are read from the trainer and the datamodule, never configured by hand.
-    The LR scheduler is stepped after every optimizer update.
+    Steps per epoch, the global batch (per-device batch x devices x gradient accumulation), the
+    training-set size and the memory layout (the datamodule's ``channels_last``: the network is
+    converted to the layout of its batches) are read from the trainer and the datamodule.
+    The LR scheduler is stepped after every optimizer update. The training step makes no host
+    synchronisation: losses and error counts stay on the device until an epoch ends, and the
+    ``opt/*`` values are computed only on the steps that Lightning logs (``log_every_n_steps``).
     """
 
     def __init__(
@@ -46,6 +57,8 @@ class ImageClassifier(L.LightningModule):
         optimizer: OptimizerConfig = {"name": "adamwr"},  # noqa: B006 (copied below, never mutated)
         label_smoothing: float = 0.0,
         decay_bias_and_norm: bool = True,
+        compile: bool | dict[str, Any] = False,
+        fused_optimizer: bool | None = None,
     ) -> None:
         super().__init__()
         optimizer = dict(optimizer)
@@ -62,6 +75,11 @@ class ImageClassifier(L.LightningModule):
         self.optimizer_config = optimizer
         self.label_smoothing = label_smoothing
         self.decay_bias_and_norm = decay_bias_and_norm
+        self.compile_options = compile_options(compile)  # validated here, applied in setup()
+        self.fused_optimizer = fused_optimizer
+        #: The settings in use, resolved for the training device in setup() / configure_optimizers().
+        self.uses_channels_last = False
+        self.uses_fused_optimizer: bool | None = None
         self.num_classes: int | None = None
 
     # -- set-up ----------------------------------------------------------------------------
@@ -73,8 +91,15 @@ class ImageClassifier(L.LightningModule):
         if num_classes is None:
             raise ValueError("ImageClassifier needs a datamodule with a num_classes attribute (e.g. wdlab.data.*)")
         self.num_classes = int(num_classes)
-        if getattr(datamodule, "channels_last", False):  # the network follows the layout of its input batches
+        device = self.trainer.strategy.root_device  # the model is moved there after setup()
+        # The network follows the layout of its batches (data.channels_last; automatic: NHWC on CUDA).
+        self.uses_channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
+        if self.uses_channels_last:
             self.net.to(memory_format=torch.channels_last)
+        if self.compile_options is not None:
+            # In place (nn.Module.compile): state_dict keys stay "net.*", so checkpoints of compiled and
+            # uncompiled runs are interchangeable. Lazy: the first batch triggers the compilation.
+            self.net.compile(**self.compile_options)
         for split in ("train", "val", "test"):
             setattr(self, f"{split}_err", ErrorRate(self.num_classes, top_k=1))
             setattr(self, f"{split}_err5", ErrorRate(self.num_classes, top_k=5))
@@ -89,6 +114,7 @@ class ImageClassifier(L.LightningModule):
             max_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
         global_batch = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
         overrides = {k: v for k, v in self.optimizer_config.items() if k != "name"}
+        self.uses_fused_optimizer = resolve_fused(self.fused_optimizer, self.device)  # parameters are there now
         optimizer, scheduler = build_optimizer(
             self.optimizer_config["name"],
             param_groups(self.net, decay_bias_and_norm=self.decay_bias_and_norm),
@@ -96,6 +122,7 @@ class ImageClassifier(L.LightningModule):
             max_epochs=max_epochs,
             batch_size=global_batch,
             num_train=int(datamodule.num_train),
+            fused=self.uses_fused_optimizer,
             **overrides,
         )
         self.run_facts = {
@@ -112,6 +139,8 @@ class ImageClassifier(L.LightningModule):
         return self.net(x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4:  # a no-op when the batch is already in the network's layout
+            x = x.contiguous(memory_format=torch.channels_last if self.uses_channels_last else torch.contiguous_format)
         logits = self.net(x)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
@@ -124,7 +153,7 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self._logits(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_err(logits.detach(), y)
+        self.train_err.update(logits.detach(), y)  # update only: the epoch value is computed once, at the end
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/err", self.train_err, on_step=False, on_epoch=True, prog_bar=True)
         self._log_optimizer_state()
@@ -134,8 +163,8 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self._logits(x)
         loss = F.cross_entropy(logits, y)
-        getattr(self, f"{split}_err")(logits, y)
-        getattr(self, f"{split}_err5")(logits, y)
+        getattr(self, f"{split}_err").update(logits, y)
+        getattr(self, f"{split}_err5").update(logits, y)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log(f"{split}/err", getattr(self, f"{split}_err"), on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{split}/err5", getattr(self, f"{split}_err5"), on_step=False, on_epoch=True)

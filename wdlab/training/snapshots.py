@@ -160,20 +160,25 @@ def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[fl
         raise ValueError("AnytimeSnapshots needs a wdlab datamodule (with transform_batch) to evaluate snapshots")
     was_training = pl_module.training
     pl_module.eval()
-    wrong1 = wrong5 = total = 0
     device = pl_module.device
+    wrong = torch.zeros(2, dtype=torch.int64, device=device)  # counted on the device, read back once
+    total = 0
+    # The whole set on every rank (not the DDP shard Lightning's validation uses), on the data path.
+    loader = datamodule.whole_val_dataloader() if hasattr(datamodule, "whole_val_dataloader") else (
+        datamodule.val_dataloader()
+    )
     try:
-        for images, labels in datamodule.val_dataloader():
+        for images, labels in loader:
             images, labels = datamodule.transform_batch((images.to(device), labels.to(device)), training=False)
             with trainer.precision_plugin.forward_context():
                 logits = pl_module(images)
             top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
             hit = top == labels[:, None]
-            wrong1 += int((~hit[:, 0]).sum())
-            wrong5 += int((~hit.any(dim=1)).sum())
+            wrong += torch.stack([(~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()])
             total += len(labels)
     finally:
         pl_module.train(was_training)
     if total == 0:
         raise ValueError("the evaluation set is empty")
+    wrong1, wrong5 = wrong.tolist()
     return wrong1 / total, wrong5 / total

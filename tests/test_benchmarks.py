@@ -1,0 +1,33 @@
+"""The benchmark scripts still run (tiny sizes, CPU): they print ratios, they are not timed here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_throughput_benchmark_runs_and_prints_the_ratio():
+    out = _run("throughput.py", "--device", "cpu", "--images", "96", "--batch-size", "32", "--epochs", "2",
+               "--warmup-steps", "2", "--repeats", "1", "--no-progress-bar")
+    row = next(line for line in out.splitlines() if line.startswith("quickstart"))
+    wdlab_ips, plain_ips, ratio = (float(v) for v in row.split()[1:4])
+    assert wdlab_ips > 0 and plain_ips > 0 and abs(ratio - wdlab_ips / plain_ips) < 0.01
+    assert "torch " in out and "lightning " in out and "precision 32-true" in out
+
+
+def test_optimizer_step_benchmark_runs_and_reports_bandwidth():
+    out = _run("optimizer_step.py", "--device", "cpu", "--width", "4", "--steps", "1", "--rounds", "2")
+    assert "measured device copy" in out
+    rows = [line for line in out.splitlines() if line.startswith(("AdamW vs", "SGDW vs"))]
+    assert len(rows) == 6  # two pairs x default / foreach / fused
+    assert all(line.rstrip().endswith("%") for line in rows)

@@ -1,0 +1,121 @@
+"""How wdlab's fast-path switches resolve: one place for "automatic means on CUDA, off elsewhere".
+
+Every switch is a config value whose ``None`` means automatic; these pure functions turn it into
+the setting actually used, from the device training runs on. On CPU everything automatic resolves
+to what wdlab did before the fast paths existed, so CPU runs (and the exact-resume tests) are
+untouched. A value the user gives explicitly always wins.
+
+=====================================  ====================  =========================================
+switch                                 automatic on CUDA     why not everywhere
+=====================================  ====================  =========================================
+``trainer.precision``                  ``bf16-mixed``        CPU autocast is slower than fp32; pre-Ampere
+                                       (Ampere or newer)     GPUs only emulate bf16
+``trainer.benchmark`` (cudnn)          ``True``              CPU: no cuDNN; off under ``deterministic``
+``data.channels_last``                 ``True``              tensor-core convolutions want NHWC
+``model.fused_optimizer``              ``True``              CPU: torch's per-tensor default is as fast
+``data.on_device``                     ``True`` if it fits   CPU: the data is already in host memory
+``model.compile``                      never (opt in)        compile time; see :func:`compile_options`
+=====================================  ====================  =========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from wdlab._device import auto_on_cuda, is_cuda
+
+__all__ = [
+    "AUTO_PRECISION",
+    "compile_options",
+    "cuda_trainer_defaults",
+    "resolve_channels_last",
+    "resolve_fused",
+]
+
+#: The precision wdlab picks on CUDA devices that compute in bf16 natively (compute capability >= 8.0).
+#: bf16 keeps fp32's exponent range, so unlike fp16 it needs no loss scaling.
+AUTO_PRECISION = "bf16-mixed"
+
+_CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
+
+
+def resolve_channels_last(setting: bool | None, device: torch.device | str | None) -> bool:
+    """``data.channels_last``: ``None`` -> on for CUDA (tensor cores run NHWC convolutions), off elsewhere.
+
+    The datamodule applies it to its batches and the model follows it with the network.
+    """
+    return auto_on_cuda(setting, device)
+
+
+def resolve_fused(setting: bool | None, device: torch.device | str | None) -> bool | None:
+    """``model.fused_optimizer``: ``None`` -> ``True`` on CUDA, else ``None`` (the optimizer's own default).
+
+    ``None`` is passed on as "not given", so on CPU the optimizers are built exactly as before.
+    """
+    if setting is None:
+        return True if is_cuda(device) else None
+    return bool(setting)
+
+
+def compile_options(setting: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``model.compile``: ``False``/``None`` -> no compilation, ``True`` -> ``torch.compile`` defaults,
+    a mapping -> its keyword arguments (``mode``, ``backend``, ``fullgraph``, ``dynamic``, ``options``).
+
+    Only the network is compiled, before training starts: the learning rate never enters the
+    compiled graph, so the per-step schedule cannot cause recompiles (pytorch #121857 is about a
+    compiled *optimizer step* with a Python-float lr). Expect a handful of compiles per run, not
+    per step: training and evaluation mode, and a smaller last batch (after which dynamo marks the
+    batch dimension dynamic).
+    """
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return {}
+    if isinstance(setting, Mapping):
+        return dict(setting)
+    raise ValueError(f"model.compile must be true, false or a mapping of torch.compile options, got {setting!r}")
+
+
+def _bf16_native(device_index: int = 0) -> bool:
+    major, _minor = torch.cuda.get_device_capability(device_index)
+    return major >= 8
+
+
+def cuda_trainer_defaults(
+    trainer: Mapping[str, Any],
+    cuda_available: bool | None = None,
+    bf16_native: bool | None = None,
+) -> dict[str, Any]:
+    """The Trainer settings wdlab fills in when training will run on CUDA and the user left them unset.
+
+    ``trainer`` is the trainer section of the parsed config. Returns only the keys to set: ``precision``
+    (:data:`AUTO_PRECISION` on GPUs with native bf16) and ``benchmark`` (cudnn autotuning: it picks the
+    fastest convolution algorithm for the fixed CIFAR/ImageNet32 shapes once; not under
+    ``deterministic``). ``cuda_available`` / ``bf16_native`` are looked up when not given (tests pass them).
+
+    The device's compute capability is not queried for fork-based strategies (``ddp_fork``,
+    ``ddp_notebook``), which cannot start after CUDA is initialized; those keep fp32 unless told.
+    """
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator is None:
+        accelerator = "auto"
+    if not isinstance(accelerator, str) or accelerator not in _CUDA_ACCELERATORS:
+        return {}
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if not cuda_available:
+        return {}
+    defaults: dict[str, Any] = {}
+    if trainer.get("precision") is None:
+        strategy = trainer.get("strategy")
+        forking = isinstance(strategy, str) and ("fork" in strategy or "notebook" in strategy)
+        if bf16_native is None and not forking:
+            bf16_native = _bf16_native()
+        if bf16_native:
+            defaults["precision"] = AUTO_PRECISION
+    if trainer.get("benchmark") is None and not trainer.get("deterministic"):
+        defaults["benchmark"] = True
+    return defaults
