@@ -194,3 +194,14 @@ def test_find_runs_skips_a_reports_own_tensorboard_folder(two_runs: Path) -> Non
     assert main(["report", str(two_runs)]) == 0  # default output: runs/report/
     assert (two_runs / "report" / "tensorboard").is_dir()
     assert [run.name for run in find_runs(two_runs)] == ["a", "b"]
+
+
+def test_one_panel_per_value_of_any_other_grid_key() -> None:
+    rows = []
+    for schedule, error in (("cosine", coupled), ("constant", decoupled)):
+        for row in _rows("adam", error, seeds=1):
+            # results.csv lists the grid columns first, then seed: the extra key goes before it
+            rows.append({"model.optimizer.schedule": schedule, **row})
+    heatmaps = heatmaps_from_table(rows)
+    assert [h.title for h in heatmaps] == ["adam schedule=cosine", "adam schedule=constant"]
+    assert [round(h.coupling().slope, 6) for h in heatmaps] == [-1.0, 0.0]

@@ -263,9 +263,10 @@ def heatmaps_from_table(
         with np.errstate(invalid="ignore"):
             values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         title = " ".join(
-            part for key, part in zip(group_keys, group, strict=True) if part and key == "optimizer"
-        ) + "".join(f" {key.split('.')[-1]}={part}" for key, part in zip(group_keys, group, strict=True)
-                    if key != "optimizer" and part)
+            part if key == "optimizer" else f"{key.split('.')[-1]}={part}"
+            for key, part in zip(group_keys, group, strict=True)
+            if part
+        )
         heatmaps.append(
             Heatmap(
                 title=title.strip() or "sweep",

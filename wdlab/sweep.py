@@ -264,7 +264,7 @@ def error_from_log(log: Path, returncode: int) -> str:
     except OSError:
         lines = []
     for line in reversed(lines):
-        if line.startswith("wdlab: error:") or line.startswith("error:") or ("usage:" in line and "error" in line):
+        if line.startswith(("wdlab: error:", "error:")):  # wdlab's own line; jsonargparse's parse errors
             return line
     for line in reversed(lines):
         if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line):
