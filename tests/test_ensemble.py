@@ -1,4 +1,4 @@
-"""``wdlab ensemble`` (wdlab.training.ensemble.run_ensemble) on checkpoints of a real, tiny training run."""
+"""``wdlab ensemble`` (wdlab.cli.ensemble.main) on checkpoints of a real, tiny training run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from wdlab.cli import build_cli, main
-from wdlab.training.ensemble import run_ensemble, snapshot_info
+from wdlab.cli.ensemble import main as run_ensemble
+from wdlab.experiments.ensemble import snapshot_info
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "quickstart.yaml")

@@ -40,7 +40,7 @@ def _problem(seed: int = 0):
 def _entry_settings(name: str) -> tuple[dict, float, float]:
     """Overrides for the reference battery and the (alpha, lambda-or-lambda_norm) they imply."""
     spec = REGISTRY[name]
-    alpha = 0.01 if spec.family == "adam" else 0.02
+    alpha = 0.01 if "betas" in spec.hyperparameters else 0.02
     overrides = {"lr": alpha, "schedule": "warm_restarts", "t0_epochs": T0, "t_mult": T_MULT}
     if spec.decay_parameterization == "normalized":
         overrides["weight_decay_norm"] = 0.5
@@ -83,7 +83,7 @@ def _reference(name: str, theta0: np.ndarray, grad, alpha: float, lam_value: flo
             return lam_value * math.sqrt(BATCH / (NUM_TRAIN * sgdr_period_length(step, SPE, T0, T_MULT)))
         return lam_value
 
-    ref = adam_reference if spec.family == "adam" else sgd_reference
+    ref = adam_reference if "betas" in spec.hyperparameters else sgd_reference
     # The two groups are independent coordinates, so each is its own reference run.
     first = ref(theta0[:k], lambda th, s: grad(np.concatenate([th, np.zeros(len(theta0) - k)]), s)[:k], STEPS,
                 alpha=alpha, eta=eta, lam=lam, decoupled=spec.decoupled)
@@ -178,7 +178,7 @@ def test_converges_on_a_small_regression(name):
     w_true = torch.randn(10, 1) * 0.5
     y = x @ w_true
     model = torch.nn.Linear(10, 1)
-    lr = {"adam": 0.02, "sgd": 0.05}[REGISTRY[name].family]
+    lr = 0.02 if "betas" in REGISTRY[name].hyperparameters else 0.05
     restarts = {"t0_epochs": 5, "t_mult": 2} if REGISTRY[name].schedule == "warm_restarts" else {}
     opt, sched = build_optimizer(
         name, model.parameters(), steps_per_epoch=8, max_epochs=15, batch_size=32, num_train=256, lr=lr, **restarts

@@ -11,7 +11,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
-from wdlab.report import coupling, find_runs, heatmaps_from_table, read_scalars, write_sweep_report
+from wdlab.experiments.report import coupling, heatmaps_from_table, write_sweep_report
+from wdlab.experiments.results import find_runs, read_scalars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOG2_LRS = np.arange(-8, -1)  # 7 rows

@@ -9,12 +9,11 @@ import pytest
 import torch
 from optim_reference import sgdr_eta
 
-from wdlab.optim import normalized_weight_decay
+from wdlab.optim.decay import NormalizedDecay, normalized_weight_decay
 from wdlab.optim.schedules import (
     ConstantSchedule,
     CosineSchedule,
     MultiStepSchedule,
-    NormalizedDecay,
     ScheduledLR,
     WarmRestartsSchedule,
     make_schedule,
@@ -87,7 +86,6 @@ def test_eta_at_large_steps_equals_stepping_there_one_by_one():
     n = 37_123
     _advance(opt, sched, n)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.3 * s.eta(n), rel=1e-12)
-    assert sched.eta == s.eta(n)
     # A fresh scheduler loaded at step n gives the same next values, bit for bit.
     opt2, sched2 = _scheduled(s, lr=0.3)
     sched2.load_state_dict(sched.state_dict())

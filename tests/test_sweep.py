@@ -13,8 +13,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from wdlab.report import read_scalars
-from wdlab.sweep import SweepError, grid_preset, parse_grid, parse_value, split_passthrough
+from wdlab.cli.sweep import split_passthrough
+from wdlab.experiments.results import read_scalars
+from wdlab.experiments.sweep import SweepError, grid_preset, parse_grid, parse_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A cell: PreActResNet-8 of width 4 on 64 built-in images, 2 steps per epoch: a few seconds each,

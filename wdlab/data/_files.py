@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from wdlab._io import fsync_file
+
 #: What reading a truncated, corrupt or foreign batch file can raise (pickle, npz, tar.gz alike).
 UNREADABLE_FILE_ERRORS: tuple[type[BaseException], ...] = (
     pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
@@ -27,7 +29,6 @@ __all__ = [
     "ChannelHistogram",
     "NpyStreamWriter",
     "channel_stats",
-    "file_md5",
     "load_pickle_dict",
     "normalize_keys",
     "stream_md5",
@@ -90,11 +91,6 @@ def stream_md5(fileobj: IO[bytes], chunk_size: int = 1 << 20) -> str:
         if not chunk:
             return digest.hexdigest()
         digest.update(chunk)
-
-
-def file_md5(path: str | os.PathLike[str]) -> str:
-    with open(path, "rb") as f:
-        return stream_md5(f)
 
 
 class ChannelHistogram:
@@ -171,16 +167,10 @@ class NpyStreamWriter:
         self._f.flush()
         self._f.seek(0)
         self._f.write(self._header())
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        fsync_file(self._f)
         self._f.close()
         self._f = None
 
-    def abort(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        self.path.unlink(missing_ok=True)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

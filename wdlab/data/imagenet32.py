@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from wdlab._io import atomic_write, fsync_file, replace_all, temporary_name
 from wdlab.data._files import UNREADABLE_FILE_ERRORS, ChannelHistogram, NpyStreamWriter, load_pickle_dict
 from wdlab.data.cifar import decode_cifar_batch
 from wdlab.data.errors import IMAGENET32_URL, DatasetError
@@ -193,14 +194,13 @@ def build_imagenet32_cache(
             f"cannot write the ImageNet32x32 cache to {cache} ({exc.strerror}); pass cache_dir= a writable folder"
         ) from None
 
-    tag = f".tmp-{os.getpid()}"
     done: list[tuple[Path, Path]] = []  # (temporary, final)
     manifest: dict[str, Any] = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "num_classes": 1000}
     hist = ChannelHistogram(3)
     try:
         for split, names in _SPLITS.items():
             images_name, labels_name = _cache_names(split)
-            writer = NpyStreamWriter(cache / (images_name + tag), (3, 32, 32), np.uint8)
+            writer = NpyStreamWriter(temporary_name(cache / images_name), (3, 32, 32), np.uint8)
             done.append((writer.path, cache / images_name))
             labels = []
             try:
@@ -213,25 +213,21 @@ def build_imagenet32_cache(
                     del images
             finally:
                 writer.close()
-            labels_tmp = cache / (labels_name + tag)
+            labels_tmp = temporary_name(cache / labels_name)
             with open(labels_tmp, "wb") as f:
                 np.save(f, np.concatenate(labels).astype(np.int64))
-                f.flush()
-                os.fsync(f.fileno())
+                fsync_file(f)
             done.append((labels_tmp, cache / labels_name))
             manifest[split] = {"num": writer.rows, "images": images_name, "labels": labels_name}
         manifest["mean"], manifest["std"] = hist.mean_std()
         manifest["sources"] = {n: {"path": str(p), "size": p.stat().st_size} for n, p in found.items()}
-        manifest_tmp = cache / (MANIFEST_NAME + tag)
-        manifest_tmp.write_text(json.dumps(manifest, indent=2))
         (cache / MANIFEST_NAME).unlink(missing_ok=True)  # invalidate first, then swap the data in
-        for tmp, final in done:
-            os.replace(tmp, final)
-        os.replace(manifest_tmp, cache / MANIFEST_NAME)
+        replace_all(done)
+        with atomic_write(cache / MANIFEST_NAME, "w") as f:  # the manifest last: it validates the set
+            f.write(json.dumps(manifest, indent=2))
     except BaseException:
         for tmp, _ in done:
             tmp.unlink(missing_ok=True)
-        (cache / (MANIFEST_NAME + tag)).unlink(missing_ok=True)
         raise
     return cache
 

@@ -8,7 +8,7 @@
 """
 
 from wdlab.optim import schedules
-from wdlab.optim.decay import normalized_weight_decay, param_groups
+from wdlab.optim.decay import NormalizedDecay, normalized_weight_decay, param_groups
 from wdlab.optim.decoupled import SGDW, AdamW, DecoupledWeightDecayMixin
 from wdlab.optim.registry import (
     HYPERPARAMETERS,
@@ -28,6 +28,7 @@ __all__ = [
     "SGDW",
     "AdamW",
     "DecoupledWeightDecayMixin",
+    "NormalizedDecay",
     "OptimizerConfig",
     "OptimizerSpec",
     "ScheduledLR",

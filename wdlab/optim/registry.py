@@ -20,7 +20,7 @@ the paper's CIFAR-10 periods (t0_epochs = 100, t_mult = 2: ends at 100, 300, 700
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypedDict
@@ -29,8 +29,9 @@ import torch
 from torch.optim import Optimizer
 
 from wdlab._checks import check_int
+from wdlab.optim.decay import NormalizedDecay, check_weight_decay_norm
 from wdlab.optim.decoupled import SGDW, AdamW
-from wdlab.optim.schedules import NormalizedDecay, ScheduledLR, make_schedule
+from wdlab.optim.schedules import SCHEDULE_NAMES, SCHEDULES, ScheduledLR, make_schedule
 from wdlab.optim.validation import (
     check_betas,
     check_decay_scaling,
@@ -39,25 +40,6 @@ from wdlab.optim.validation import (
     check_momentum,
     check_weight_decay,
 )
-
-#: Every hyperparameter name build_optimizer accepts (and configs use under ``model.optimizer``).
-HYPERPARAMETERS = (
-    "lr",
-    "weight_decay",
-    "weight_decay_norm",
-    "decay_scaling",
-    "momentum",
-    "nesterov",
-    "betas",
-    "eps",
-    "schedule",
-    "milestones",
-    "t0_epochs",
-    "t_mult",
-    "eta_min",
-    "warmup_epochs",
-)
-
 
 
 class OptimizerConfig(TypedDict, total=False):
@@ -83,24 +65,52 @@ class OptimizerConfig(TypedDict, total=False):
     warmup_epochs: float
 
 
-_FAMILY_PARAMETERS = {"adam": ("betas", "eps"), "sgd": ("momentum", "nesterov")}
-_SCHEDULE_PARAMETERS = {
-    "constant": (),
-    "multistep": ("milestones",),
-    "cosine": ("eta_min",),
-    "warm_restarts": ("t0_epochs", "t_mult", "eta_min"),
-}
-_ALL_SCHEDULE_PARAMETERS = ("milestones", "t0_epochs", "t_mult", "eta_min")
+#: Every hyperparameter name build_optimizer accepts (and configs use under ``model.optimizer``).
+HYPERPARAMETERS = tuple(key for key in OptimizerConfig.__annotations__ if key != "name")
+
+_SCHEDULE_HYPERPARAMETERS = tuple(dict.fromkeys(key for _, keys in SCHEDULES.values() for key in keys))
+#: Hyperparameters every entry takes: learning rate, decay, schedule.
+_COMMON = ("lr", "weight_decay", "weight_decay_norm", "schedule", "warmup_epochs", *_SCHEDULE_HYPERPARAMETERS)
+
+
+def _check_nesterov(hp: Mapping[str, Any]) -> None:
+    if not isinstance(hp["nesterov"], bool):
+        raise ValueError(f"nesterov must be true or false, got {hp['nesterov']!r}")
+
+
+#: One check per hyperparameter, applied to the resolved values that are present, in this order.
+_CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any]], None]], ...] = (
+    ("lr", lambda hp: check_lr(hp["lr"])),
+    ("weight_decay", lambda hp: check_weight_decay(hp["weight_decay"])),
+    ("weight_decay_norm", lambda hp: check_weight_decay_norm(hp["weight_decay_norm"])),
+    ("betas", lambda hp: check_betas(hp["betas"])),
+    ("eps", lambda hp: check_eps(hp["eps"])),
+    ("nesterov", _check_nesterov),
+    ("momentum", lambda hp: check_momentum(hp["momentum"], 0.0, hp.get("nesterov", False))),
+    ("decay_scaling", lambda hp: check_decay_scaling(hp["decay_scaling"])),
+)
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """A registry entry: the optimizer class, its defaults, its schedule and decay parameterization."""
+    """A registry entry: the optimizer class, its defaults and its capabilities (read generically by the factory).
+
+    Args:
+        name: the registry name configs use.
+        optimizer_class: a ``torch.optim.Optimizer`` taking ``(params, lr=, weight_decay=, ...)``.
+        decoupled: ``True`` for decoupled decay (the class also takes ``decay_scaling``); ``False``:
+            L2 added to the gradient (the paper's baselines).
+        hyperparameters: the class's own hyperparameters beyond lr and decay, passed to it by name
+            (``("betas", "eps")`` for Adam, ``("momentum", "nesterov")`` for SGD).
+        defaults: every hyperparameter's default, including ``schedule`` and either ``weight_decay``
+            (raw lambda) or ``weight_decay_norm`` (normalized).
+        description: one line for ``wdlab optimizers`` and error messages.
+    """
 
     name: str
     optimizer_class: type[Optimizer]
-    family: str  # "adam" or "sgd": which of betas/eps or momentum/nesterov apply
-    decoupled: bool  # False: L2 added to the gradient (the paper's baselines)
+    decoupled: bool
+    hyperparameters: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -115,11 +125,9 @@ class OptimizerSpec:
 
     def accepts(self, key: str) -> bool:
         """Whether ``key`` is a hyperparameter of this entry (schedule keys: of some schedule)."""
-        if key in ("betas", "eps", "momentum", "nesterov"):
-            return key in _FAMILY_PARAMETERS[self.family]
         if key == "decay_scaling":
             return self.decoupled
-        return key in HYPERPARAMETERS
+        return key in _COMMON or key in self.hyperparameters
 
 
 _ADAM = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}
@@ -129,25 +137,28 @@ _RESTARTS = {"schedule": "warm_restarts", "t0_epochs": 100, "t_mult": 2, "eta_mi
 _DECOUPLED_RAW = {"weight_decay": 1.25e-4, "decay_scaling": "schedule"}
 _DECOUPLED_NORM = {"weight_decay_norm": 0.025, "decay_scaling": "schedule"}
 _L2 = {"weight_decay": 5e-4}
+_ADAM_HP = ("betas", "eps")
+_SGD_HP = ("momentum", "nesterov")
 
 
-def _spec(name: str, cls: type[Optimizer], family: str, decoupled: bool, description: str, **d: Any) -> OptimizerSpec:
-    return OptimizerSpec(name, cls, family, decoupled, MappingProxyType(d), description)
+def _spec(name: str, cls: type[Optimizer], decoupled: bool, hyperparameters: tuple[str, ...], description: str,
+          **defaults: Any) -> OptimizerSpec:
+    return OptimizerSpec(name, cls, decoupled, hyperparameters, MappingProxyType(defaults), description)
 
 
 REGISTRY: Mapping[str, OptimizerSpec] = MappingProxyType(
     {
-        "adam": _spec("adam", torch.optim.Adam, "adam", False, "Adam with L2 regularization (baseline)",
+        "adam": _spec("adam", torch.optim.Adam, False, _ADAM_HP, "Adam with L2 regularization (baseline)",
                       **_ADAM, **_L2, **_COSINE),
-        "adamw": _spec("adamw", AdamW, "adam", True, "Adam with decoupled weight decay (Algorithm 2)",
+        "adamw": _spec("adamw", AdamW, True, _ADAM_HP, "Adam with decoupled weight decay (Algorithm 2)",
                        **_ADAM, **_DECOUPLED_RAW, **_COSINE),
-        "adamwr": _spec("adamwr", AdamW, "adam", True, "AdamW + warm restarts + normalized weight decay",
+        "adamwr": _spec("adamwr", AdamW, True, _ADAM_HP, "AdamW + warm restarts + normalized weight decay",
                         **_ADAM, **_DECOUPLED_NORM, **_RESTARTS),
-        "sgd": _spec("sgd", torch.optim.SGD, "sgd", False, "SGD with momentum and L2 regularization (baseline)",
+        "sgd": _spec("sgd", torch.optim.SGD, False, _SGD_HP, "SGD with momentum and L2 regularization (baseline)",
                      **_SGD, **_L2, **_COSINE),
-        "sgdw": _spec("sgdw", SGDW, "sgd", True, "SGD with momentum and decoupled weight decay",
+        "sgdw": _spec("sgdw", SGDW, True, _SGD_HP, "SGD with momentum and decoupled weight decay",
                       **_SGD, **_DECOUPLED_RAW, **_COSINE),
-        "sgdwr": _spec("sgdwr", SGDW, "sgd", True, "SGDW + warm restarts + normalized weight decay",
+        "sgdwr": _spec("sgdwr", SGDW, True, _SGD_HP, "SGDW + warm restarts + normalized weight decay",
                        **_SGD, **_DECOUPLED_NORM, **_RESTARTS),
     }
 )
@@ -158,7 +169,7 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any]) -> tuple[Op
     if name not in REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(REGISTRY)}")
     spec = REGISTRY[name]
-    unknown = [k for k in overrides if k not in HYPERPARAMETERS]
+    unknown = [k for k in overrides if k not in HYPERPARAMETERS and k not in spec.hyperparameters]
     if unknown:
         raise ValueError(
             f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
@@ -180,31 +191,20 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any]) -> tuple[Op
     hp.update(overrides)
 
     schedule = hp["schedule"]
-    if schedule not in _SCHEDULE_PARAMETERS:
-        raise ValueError(f"schedule must be one of {', '.join(_SCHEDULE_PARAMETERS)}; got {schedule!r}")
-    for key in _ALL_SCHEDULE_PARAMETERS:
-        if key not in _SCHEDULE_PARAMETERS[schedule]:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)}; got {schedule!r}")
+    takes = SCHEDULES[schedule][1]
+    for key in _SCHEDULE_HYPERPARAMETERS:
+        if key not in takes:
             if key in overrides:
                 raise ValueError(f"hyperparameter {key!r} does not apply to schedule {schedule!r}")
             hp.pop(key, None)
 
-    check_lr(hp["lr"])
-    if "weight_decay" in hp:
-        check_weight_decay(hp["weight_decay"])
-    else:
-        lam = hp["weight_decay_norm"]
-        if isinstance(lam, bool) or not isinstance(lam, int | float) or lam < 0:
-            raise ValueError(f"weight_decay_norm must be a number >= 0, got {lam!r}")
-    if spec.family == "adam":
-        check_betas(hp["betas"])
+    for key, check in _CHECKS:
+        if key in hp:
+            check(hp)
+    if "betas" in hp:
         hp["betas"] = tuple(hp["betas"])
-        check_eps(hp["eps"])
-    else:
-        if not isinstance(hp["nesterov"], bool):
-            raise ValueError(f"nesterov must be true or false, got {hp['nesterov']!r}")
-        check_momentum(hp["momentum"], 0.0, hp["nesterov"])
-    if spec.decoupled:
-        check_decay_scaling(hp["decay_scaling"])
     return spec, hp
 
 
@@ -264,20 +264,13 @@ def build_optimizer(
     if "weight_decay_norm" in hp:
         normalized = NormalizedDecay(batch_size=batch_size, num_train=num_train)
         first_period = schedule.period_epochs(0)
-        for group in groups:
-            if "weight_decay" in group and "weight_decay_norm" not in group:
-                continue  # an explicit raw decay (e.g. the zero-decay group) is kept as given
-            group.setdefault("weight_decay_norm", hp["weight_decay_norm"])
-            group["weight_decay"] = normalized.weight_decay(group["weight_decay_norm"], first_period)
+        normalized.init_groups(groups, hp["weight_decay_norm"], first_period)
         weight_decay = normalized.weight_decay(hp["weight_decay_norm"], first_period)
     else:
         weight_decay = hp["weight_decay"]
 
     kwargs: dict[str, Any] = {"lr": hp["lr"], "weight_decay": weight_decay}
-    if spec.family == "adam":
-        kwargs.update(betas=hp["betas"], eps=hp["eps"])
-    else:
-        kwargs.update(momentum=hp["momentum"], nesterov=hp["nesterov"])
+    kwargs.update({key: hp[key] for key in spec.hyperparameters})
     if spec.decoupled:
         kwargs["decay_scaling"] = hp["decay_scaling"]
     if fused is not None:

@@ -27,10 +27,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from wdlab._checks import check_int
-from wdlab.optim.decay import normalized_weight_decay
+from wdlab.optim.decay import NormalizedDecay
 from wdlab.optim.validation import check_eta_min
-
-SCHEDULE_NAMES = ("constant", "multistep", "cosine", "warm_restarts")
 
 #: Multi-step decay factor: the paper's Fig. 1 multiplies the learning rate by 0.1 at each milestone.
 MULTISTEP_FACTOR = 0.1
@@ -57,7 +55,6 @@ class Schedule:
     Without restarts the whole run (``max_epochs``) is a single period.
     """
 
-    name = "base"
 
     def __init__(self, *, steps_per_epoch: int, max_epochs: int, warmup_epochs: float = 0.0) -> None:
         check_int("steps_per_epoch", steps_per_epoch, 1)
@@ -136,7 +133,6 @@ class Schedule:
 class ConstantSchedule(Schedule):
     """eta_t = 1."""
 
-    name = "constant"
 
     def _base_eta(self, step: int) -> float:
         return 1.0
@@ -145,7 +141,6 @@ class ConstantSchedule(Schedule):
 class MultiStepSchedule(Schedule):
     """eta_t = 0.1 ** (number of milestones <= the epoch of step t); milestones in epochs."""
 
-    name = "multistep"
 
     def __init__(
         self, *, steps_per_epoch: int, max_epochs: int, milestones: Sequence[int], warmup_epochs: float = 0.0
@@ -170,7 +165,6 @@ class CosineSchedule(Schedule):
     Steps past the end of the run stay at the last value.
     """
 
-    name = "cosine"
 
     def __init__(
         self, *, steps_per_epoch: int, max_epochs: int, eta_min: float = 0.0, warmup_epochs: float = 0.0
@@ -193,7 +187,6 @@ class WarmRestartsSchedule(Schedule):
     Periods continue past ``max_epochs``; ``max_epochs`` only matters for warm-up validation.
     """
 
-    name = "warm_restarts"
 
     def __init__(
         self,
@@ -232,6 +225,21 @@ class WarmRestartsSchedule(Schedule):
         return _cosine(steps_into_period, period.epochs * self.steps_per_epoch, self.eta_min)
 
 
+#: Every schedule by the name configs use, with its class and the hyperparameters it takes (all take
+#: ``warmup_epochs``). The registry reads the names and their hyperparameters from here.
+SCHEDULES: dict[str, tuple[type[Schedule], tuple[str, ...]]] = {
+    "constant": (ConstantSchedule, ()),
+    "multistep": (MultiStepSchedule, ("milestones",)),
+    "cosine": (CosineSchedule, ("eta_min",)),
+    "warm_restarts": (WarmRestartsSchedule, ("t0_epochs", "t_mult", "eta_min")),
+}
+SCHEDULE_NAMES = tuple(SCHEDULES)
+_REQUIRED = {
+    "milestones": "schedule 'multistep' needs milestones (whole epochs, e.g. [30, 60, 80])",
+    "t0_epochs": "schedule 'warm_restarts' needs t0_epochs (whole epochs >= 1)",
+}
+
+
 def make_schedule(
     schedule: str,
     *,
@@ -243,32 +251,16 @@ def make_schedule(
     eta_min: float = 0.0,
     warmup_epochs: float = 0.0,
 ) -> Schedule:
-    """Build a schedule by name: ``constant | multistep | cosine | warm_restarts``."""
-    common = {"steps_per_epoch": steps_per_epoch, "max_epochs": max_epochs, "warmup_epochs": warmup_epochs}
-    if schedule == "constant":
-        return ConstantSchedule(**common)
-    if schedule == "multistep":
-        if milestones is None:
-            raise ValueError("schedule 'multistep' needs milestones (whole epochs, e.g. [30, 60, 80])")
-        return MultiStepSchedule(milestones=milestones, **common)
-    if schedule == "cosine":
-        return CosineSchedule(eta_min=eta_min, **common)
-    if schedule == "warm_restarts":
-        if t0_epochs is None:
-            raise ValueError("schedule 'warm_restarts' needs t0_epochs (whole epochs >= 1)")
-        return WarmRestartsSchedule(t0_epochs=t0_epochs, t_mult=t_mult, eta_min=eta_min, **common)
-    raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)}; got {schedule!r}")
-
-
-@dataclass(frozen=True)
-class NormalizedDecay:
-    """What normalized weight decay needs besides lambda_norm: the global batch and the data size."""
-
-    batch_size: int
-    num_train: int
-
-    def weight_decay(self, lambda_norm: float, period_epochs: int) -> float:
-        return normalized_weight_decay(lambda_norm, self.batch_size, self.num_train, period_epochs)
+    """Build a schedule by name (a key of :data:`SCHEDULES`); hyperparameters it does not take are ignored."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_NAMES)}; got {schedule!r}")
+    cls, names = SCHEDULES[schedule]
+    given = {"milestones": milestones, "t0_epochs": t0_epochs, "t_mult": t_mult, "eta_min": eta_min}
+    kwargs = {name: given[name] for name in names}
+    for name, value in kwargs.items():
+        if value is None:
+            raise ValueError(_REQUIRED[name])
+    return cls(steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, warmup_epochs=warmup_epochs, **kwargs)
 
 
 class ScheduledLR(LRScheduler):
@@ -302,16 +294,7 @@ class ScheduledLR(LRScheduler):
         super().step(epoch)
         if self.normalized_decay is not None:
             period_epochs = self.schedule.period_epochs(self.last_epoch)
-            for group in self.optimizer.param_groups:
-                if "weight_decay_norm" in group:
-                    group["weight_decay"] = self.normalized_decay.weight_decay(
-                        group["weight_decay_norm"], period_epochs
-                    )
-
-    @property
-    def eta(self) -> float:
-        """The multiplier that the next optimizer update will use."""
-        return self.schedule.eta(self.last_epoch)
+            self.normalized_decay.update_groups(self.optimizer.param_groups, period_epochs)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

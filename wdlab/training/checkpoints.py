@@ -28,6 +28,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from wdlab._io import atomic_write
+
 __all__ = ["AtomicCheckpointIO", "CheckpointError", "ResumableCheckpoint", "check_checkpoint"]
 
 
@@ -45,32 +47,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote filesystems: Lightning's own transaction-based write
             super().save_checkpoint(checkpoint, path)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        try:
-            with open(temporary, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-        _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        with atomic_write(target) as handle:
+            torch.save(checkpoint, handle)
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -257,72 +235,3 @@ def check_weights_fit(
         raise CheckpointError(
             f"checkpoint {path} does not fit the configured model: tensors {'; '.join(problems)}; {fix}"
         )
-
-
-# ------------------------------------------------------------------------------------ random streams
-def capture_rng_states() -> dict[str, Any]:
-    """Every global random stream a training step may draw from: torch (CPU and each CUDA device),
-    numpy and Python's ``random``. Shake-Shake's alpha/beta and the device-side augmentation use torch's.
-
-    Only tensors and plain Python values, so that ``torch.load(weights_only=True)`` (which
-    LightningCLI uses to read a checkpoint's hyperparameters) accepts the checkpoint.
-    """
-    import random
-
-    import numpy as np
-
-    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002 - the global stream
-    version, internal, gauss_next = random.getstate()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached_gaussian),
-        },
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_states`."""
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(states["torch"])
-    numpy_state = states["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            numpy_state["name"],
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    python_state = states["python"]
-    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def apply_pending_loader_states(trainer: L.Trainer) -> None:
-    """Give the training loader its saved position if Lightning has not.
-
-    Lightning loads stateful loaders' states in ``setup_data`` -- which has already run (before the
-    checkpoint was read) when ``configure_optimizers`` used ``trainer.estimated_stepping_batches``,
-    as ours does: the states would be silently dropped (Lightning issue #20550). Called when
-    training starts, before the first batch is drawn; a no-op once Lightning has loaded them.
-    """
-    fit_loop = trainer.fit_loop
-    states = getattr(fit_loop, "_combined_loader_states_to_load", None)
-    loader = getattr(fit_loop, "_combined_loader", None)
-    if states and loader is not None:
-        loader._load_state_dicts(states)
-        fit_loop._combined_loader_states_to_load = []

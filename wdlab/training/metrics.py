@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from wdlab.training.evaluation import topk_correct
+
 
 class ErrorRate(Metric):
     """Top-k error = 1 - top-k accuracy, micro-averaged over all samples (the paper's test error).
@@ -14,7 +16,7 @@ class ErrorRate(Metric):
     labels and its top-1 statistics go through a ``bincount``): once per training step, that stalls
     the GPU queue (design.md §5, throughput killers). Here an update is three device ops and two
     additions to device-resident counters; the only read-back is ``compute()`` at the epoch end.
-    Ties between logits go to the lower class index (``argmax``/``topk``), as torchmetrics does.
+    Ties between logits go to the lower class index (:func:`~wdlab.training.evaluation.topk_correct`).
     """
 
     full_state_update = False
@@ -40,12 +42,7 @@ class ErrorRate(Metric):
                 f"ErrorRate expects logits (N, {self.num_classes}) and targets (N,), got {tuple(logits.shape)} "
                 f"and {tuple(target.shape)}"
             )
-        target = target.to(torch.int64)
-        if self.top_k == 1:
-            correct = logits.argmax(dim=1) == target
-        else:
-            correct = (logits.topk(self.top_k, dim=1).indices == target.unsqueeze(1)).any(dim=1)
-        self.errors += (~correct).sum()
+        self.errors += (~topk_correct(logits, target, self.top_k)).sum()
         self.total += target.numel()
 
     def compute(self) -> torch.Tensor:

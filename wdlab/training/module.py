@@ -14,15 +14,13 @@ from torch import nn
 
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
 from wdlab.optim.registry import resolve_hyperparameters
-from wdlab.training.checkpoints import apply_pending_loader_states, capture_rng_states, restore_rng_states
+from wdlab.training._lightning import given_by_cli, logs_this_step, tensorboard_file_writer
 from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
 from wdlab.training.metrics import ErrorRate
+from wdlab.training.resume import RNG_STATES_KEY, capture_rng_states, restore_training_state
 
 #: Metric tags shown in TensorBoard's hparams tab (their last logged values).
 HPARAM_METRICS = ("val/err", "val/err5", "test/err", "test/err5")
-
-#: Checkpoint key of the global random-stream states (see :meth:`ImageClassifier.on_save_checkpoint`).
-RNG_STATES_KEY = "wdlab_rng_states"
 
 
 class ImageClassifier(L.LightningModule):
@@ -70,7 +68,7 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         # Under LightningCLI the net arrives as its class_path config and is saved as such; a net
         # passed in Python is saved with the weights only (it cannot be re-created from hparams).
-        self.save_hyperparameters(ignore=[] if _given_by_cli() else ["net"])
+        self.save_hyperparameters(ignore=[] if given_by_cli() else ["net"])
         self.net = net
         self.optimizer_config = optimizer
         self.label_smoothing = label_smoothing
@@ -159,7 +157,7 @@ class ImageClassifier(L.LightningModule):
         self._log_optimizer_state()
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+    def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         x, y = batch
         logits = self._logits(x)
         loss = F.cross_entropy(logits, y)
@@ -170,16 +168,15 @@ class ImageClassifier(L.LightningModule):
         self.log(f"{split}/err5", getattr(self, f"{split}_err5"), on_step=False, on_epoch=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self._evaluation_step(batch, "test")
 
     # -- logging ---------------------------------------------------------------------------
     def _log_optimizer_state(self) -> None:
         """opt/lr, opt/eta, opt/lambda, opt/decay and opt/weight_norm of the update about to be made."""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        if connector is not None and not connector.should_update_logs:
+        if not logs_this_step(self.trainer):
             return  # Lightning would drop the values; skip the weight-norm pass
         optimizer = self.optimizers(use_pl_optimizer=False)
         group = optimizer.param_groups[0]  # the decayed group
@@ -213,11 +210,7 @@ class ImageClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         self._write_hparams_session()
 
-    # -- exact resume ----------------------------------------------------------------------
-    # Lightning restores weights, optimizer, scheduler, loop counters, callback states and the
-    # training loader's position, but not the global random streams that augmentation and
-    # Shake-Shake draw from: they travel in the checkpoint too and are put back when training
-    # (re)starts, after everything that happens before the first batch (sanity check included).
+    # -- exact resume (wdlab.training.resume) -----------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RNG_STATES_KEY] = capture_rng_states()
 
@@ -225,11 +218,8 @@ class ImageClassifier(L.LightningModule):
         self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)
 
     def on_train_start(self) -> None:
-        apply_pending_loader_states(self.trainer)
-        states = getattr(self, "_rng_states_to_restore", None)
-        if states is not None:
-            restore_rng_states(states)
-            self._rng_states_to_restore = None
+        restore_training_state(self.trainer, getattr(self, "_rng_states_to_restore", None))
+        self._rng_states_to_restore = None
 
     @rank_zero_only
     def _write_hparams_session(self) -> None:
@@ -239,15 +229,7 @@ class ImageClassifier(L.LightningModule):
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
                 experiment, start, end = hparams(self.hparams_for_logging(), dict.fromkeys(HPARAM_METRICS, 0.0))
-                writer = logger.experiment._get_file_writer()
+                writer = tensorboard_file_writer(logger)
                 for summary in (experiment, start, end):
                     writer.add_summary(summary)
 
-
-def _given_by_cli() -> bool:
-    """True while LightningCLI instantiates the module (it then supplies the config as hparams)."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # pragma: no cover - older/newer Lightning: save the net's config if we can't tell
-        return False
-    return _given_hyperparameters.get() is not None

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab.optim import ScheduledLR
+from wdlab.training.evaluation import evaluate_error
 
 __all__ = ["AnytimeSnapshots", "snapshot_filename"]
 
@@ -106,7 +106,10 @@ class AnytimeSnapshots(Callback):
             "path": None,
         }
         metrics = {"anytime/err": err, "anytime/err5": err5}
-        next_lambda = _next_period_lambda(scheduler, updates)
+        decay = scheduler.normalized_decay
+        next_lambda = None if decay is None else decay.first_group_weight_decay(
+            scheduler.optimizer.param_groups, scheduler.schedule.period_epochs(updates)
+        )
         if next_lambda is not None:
             metrics["anytime/next_lambda"] = next_lambda
         for logger in trainer.loggers:
@@ -137,48 +140,3 @@ class AnytimeSnapshots(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.snapshots = [dict(s) for s in state_dict.get("snapshots", [])]
-
-
-def _next_period_lambda(scheduler: ScheduledLR, updates: int) -> float | None:
-    decay = scheduler.normalized_decay
-    groups = [g for g in scheduler.optimizer.param_groups if "weight_decay_norm" in g]
-    if decay is None or not groups:
-        return None
-    return decay.weight_decay(groups[0]["weight_decay_norm"], scheduler.schedule.period_epochs(updates))
-
-
-@torch.no_grad()
-def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
-    """Top-1 and top-5 error (fractions) of ``pl_module`` on the datamodule's evaluation set.
-
-    Runs in eval mode under the trainer's precision and restores training mode; it draws nothing
-    from any random stream, so it does not change the course of the run. Every rank evaluates the
-    whole set (no collective needed; the results are identical).
-    """
-    datamodule = trainer.datamodule
-    if datamodule is None or not hasattr(datamodule, "transform_batch"):
-        raise ValueError("AnytimeSnapshots needs a wdlab datamodule (with transform_batch) to evaluate snapshots")
-    was_training = pl_module.training
-    pl_module.eval()
-    device = pl_module.device
-    wrong = torch.zeros(2, dtype=torch.int64, device=device)  # counted on the device, read back once
-    total = 0
-    # The whole set on every rank (not the DDP shard Lightning's validation uses), on the data path.
-    loader = datamodule.whole_val_dataloader() if hasattr(datamodule, "whole_val_dataloader") else (
-        datamodule.val_dataloader()
-    )
-    try:
-        for images, labels in loader:
-            images, labels = datamodule.transform_batch((images.to(device), labels.to(device)), training=False)
-            with trainer.precision_plugin.forward_context():
-                logits = pl_module(images)
-            top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
-            hit = top == labels[:, None]
-            wrong += torch.stack([(~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()])
-            total += len(labels)
-    finally:
-        pl_module.train(was_training)
-    if total == 0:
-        raise ValueError("the evaluation set is empty")
-    wrong1, wrong5 = wrong.tolist()
-    return wrong1 / total, wrong5 / total

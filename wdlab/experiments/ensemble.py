@@ -1,4 +1,4 @@
-"""``wdlab ensemble``: evaluate "anytime" snapshots and the ensembles of their averaged softmax outputs.
+"""Snapshot ensembles: evaluate "anytime" snapshots and the ensembles of their averaged softmax outputs.
 
 Snapshot ensembles (Huang et al. 2017, "Snapshot Ensembles: Train 1, get M for free"; also reported
 in the SGDR paper): a run with warm restarts saves a snapshot at the end of every period
@@ -16,40 +16,40 @@ snapshots for ``k = 1..n``, with top-1 / top-5 errors in percent.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
-import inspect
-import io
 import itertools
-import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
+from wdlab._io import atomic_write
 from wdlab.training.checkpoints import CheckpointError, check_weights_fit, shapes_of
+from wdlab.training.evaluation import split_outputs, topk_correct
 from wdlab.training.fastpaths import resolve_channels_last
 
-__all__ = ["EnsembleError", "ResultRow", "SnapshotInfo", "find_snapshots", "run_ensemble", "snapshot_info"]
+__all__ = [
+    "EnsembleError",
+    "InspectedSnapshots",
+    "ResultRow",
+    "SnapshotInfo",
+    "evaluate_snapshots",
+    "find_snapshots",
+    "format_table",
+    "inspect_snapshots",
+    "snapshot_info",
+    "write_csv",
+]
 
 PROG = "wdlab ensemble"
 _FIT_FIX = "pass the --config the run was trained with"
 _EPOCH_IN_NAME = re.compile(r"epoch-(\d+)")
 _PERIOD_IN_NAME = re.compile(r"period-(\d+)")
-# Trainer settings that cannot fail on this machine: the trainer LightningCLI builds is never used here.
-_NEUTRAL_TRAINER = (
-    "--trainer.accelerator=cpu --trainer.devices=1 --trainer.num_nodes=1 --trainer.strategy=auto "
-    "--trainer.precision=32-true --trainer.logger=false"
-).split()
 
 
 class EnsembleError(Exception):
@@ -192,88 +192,39 @@ def _check_fit(path: Path, expected: dict[str, tuple[int, ...]], got: dict[str, 
         raise EnsembleError(str(error)) from None
 
 
-# --------------------------------------------------------------------------------- model and data
-def _subcommand_only_keys() -> set[str]:
-    """Top-level keys of a saved ``fit`` config (``ckpt_path``, ...) that the option-only parser rejects."""
-    import lightning as L
-    from lightning.pytorch.cli import LightningCLI
+@dataclass(frozen=True)
+class InspectedSnapshots:
+    """Snapshots in training order, with what is needed to check them against a model before evaluating."""
 
-    keys: set[str] = set()
-    for name, skip in LightningCLI.subcommands().items():
-        keys |= set(inspect.signature(getattr(L.Trainer, name)).parameters) - set(skip) - {"self"}
-    return keys
+    infos: list[SnapshotInfo]
+    shapes: dict[Path, dict[str, tuple[int, ...]]]
+    nets: dict[Path, str]
 
-
-def _usable_config(config: str, tmpdir: Callable[[], str]) -> str:
-    """``config`` itself, or a copy without the subcommand-only keys a run's saved ``config.yaml`` has."""
-    import yaml
-
-    path = Path(config)
-    if not path.is_file():
-        return config  # let the parser report it
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return config
-    if not isinstance(data, dict):
-        return config
-    drop = _subcommand_only_keys() & set(data)
-    if not drop:
-        return config
-    copy = Path(tmpdir()) / f"{len(os.listdir(tmpdir()))}-{path.name}"
-    copy.write_text(yaml.safe_dump({k: v for k, v in data.items() if k not in drop}, sort_keys=False))
-    return str(copy)
+    def check_fit(self, model: torch.nn.Module) -> None:
+        """Raise :class:`EnsembleError` naming the first snapshot whose weights do not fit ``model``."""
+        expected = shapes_of(model.state_dict())
+        for info in self.infos:
+            _check_fit(info.path, expected, self.shapes[info.path], self.nets[info.path])
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info lines (seed, GPU available, tips) and warnings about the unused trainer."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+def inspect_snapshots(paths: Sequence[Path]) -> InspectedSnapshots:
+    """Load every checkpoint once and place it in training (fail fast, before any evaluation).
 
-
-def _build(configs: Sequence[str], overrides: Sequence[str]) -> tuple[Any, Any]:
-    """``(model, datamodule)`` from the configs and overrides, as ``wdlab fit`` would build them."""
-    from wdlab.cli import build_cli
-
-    tmp: list[str] = []
-
-    def tmpdir() -> str:
-        if not tmp:
-            tmp.append(tempfile.mkdtemp(prefix="wdlab-ensemble-"))
-        return tmp[0]
-
-    try:
-        args: list[str] = []
-        for config in configs:
-            args += ["--config", _usable_config(config, tmpdir)]
-        args += [*overrides, *_NEUTRAL_TRAINER]
-        captured = io.StringIO()
-        try:
-            with _quiet_lightning(), contextlib.redirect_stderr(captured):
-                cli = build_cli(args, run=False)
-        except SystemExit as exit_:  # jsonargparse: usage + "error: ..." on stderr
-            if not exit_.code:
-                sys.stderr.write(captured.getvalue())
-                raise
-            text = captured.getvalue()
-            match = re.search(r"^error:(.*)", text, re.MULTILINE | re.DOTALL)
-            message = match.group(1) if match else text
-            raise EnsembleError(f"the model/data config: {' '.join(message.split())}") from None
-        sys.stderr.write(captured.getvalue())
-    finally:
-        if tmp:
-            shutil.rmtree(tmp[0], ignore_errors=True)
-    return cli.model, cli.datamodule
+    Warns on stderr about two snapshots from the same epoch and step.
+    """
+    infos, shapes, nets = [], {}, {}
+    for path in paths:
+        checkpoint = _load_checkpoint(path)
+        infos.append(snapshot_info(path, checkpoint))
+        shapes[path], nets[path] = shapes_of(checkpoint["state_dict"]), _net_description(checkpoint)
+        del checkpoint
+    infos.sort(key=lambda i: (i.epoch, i.step, i.name))
+    for a, b in itertools.pairwise(infos):
+        if (a.epoch, a.step) == (b.epoch, b.step):
+            print(
+                f"{PROG}: warning: {a.path} and {b.path} are both from epoch {a.epoch}, step {a.step}", file=sys.stderr
+            )
+    return InspectedSnapshots(infos, shapes, nets)
 
 
 def _loader(datamodule: Any, split: str) -> Any:
@@ -286,14 +237,6 @@ def _transform(datamodule: Any) -> Callable[[Any], Any]:
     if hasattr(datamodule, "transform_batch"):
         return lambda batch: datamodule.transform_batch(batch, training=False)
     return lambda batch: datamodule.on_after_batch_transfer(batch, 0)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EnsembleError("--device cuda: no CUDA device is available (use --device cpu)")
-    return torch.device(name)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -310,18 +253,15 @@ def _predict(
     from tqdm.auto import tqdm
 
     probs, labels = [], []
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=progress, leave=False, file=sys.stderr, disable=None, dynamic_ncols=True):
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            x, y = transform((x, y))
-            logits = net(x)
-            if logits.ndim != 2 or logits.shape[1] != num_classes:
-                raise EnsembleError(
-                    f"{info.path}: the network outputs shape {tuple(logits.shape)} but the dataset has {num_classes} "
-                    f"classes; {_FIT_FIX} (and its --data)"
-                )
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
-            labels.append(y.cpu())
+    batches = tqdm(loader, desc=progress, leave=False, file=sys.stderr, disable=None, dynamic_ncols=True)
+    for logits, y in split_outputs(net, batches, device, transform):
+        if logits.ndim != 2 or logits.shape[1] != num_classes:
+            raise EnsembleError(
+                f"{info.path}: the network outputs shape {tuple(logits.shape)} but the dataset has {num_classes} "
+                f"classes; {_FIT_FIX} (and its --data)"
+            )
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        labels.append(y.cpu())
     if not probs:
         raise EnsembleError("the evaluation split is empty")
     return torch.cat(probs), torch.cat(labels)
@@ -329,11 +269,10 @@ def _predict(
 
 def _wrong(scores: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     """How many rows of ``scores`` do not rank the label among their top ``k``."""
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-    return int((top != labels[:, None]).all(dim=1).sum())
+    return int((~topk_correct(scores, labels, k)).sum())
 
 
-def _evaluate(
+def evaluate_snapshots(
     infos: list[SnapshotInfo],
     model: Any,
     datamodule: Any,
@@ -426,7 +365,7 @@ CSV_FIELDS = (
 
 def write_csv(path: Path, rows: Sequence[ResultRow]) -> None:
     """The table as CSV (errors in percent with 4 decimals, plus the exact counts)."""
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
         for r in rows:
@@ -448,147 +387,3 @@ def write_csv(path: Path, rows: Sequence[ResultRow]) -> None:
                     r.num_examples,
                 ]
             )
-
-
-# ---------------------------------------------------------------------------------------- command
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"wdlab: error: {message}\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        allow_abbrev=False,
-        description=(
-            "Evaluate each snapshot (checkpoint) of a run and the ensembles of the last k snapshots "
-            "(averaged softmax outputs; Huang et al. 2017, 'Snapshot Ensembles'). Any further --key value "
-            "options override the config, as for 'wdlab fit' (e.g. --data.root /data/cifar10)."
-        ),
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="the config the run was trained with (may repeat; later ones override earlier); "
-        "default: RUN_DIR/config.yaml next to the snapshots folder if there is one",
-    )
-    parser.add_argument(
-        "--snapshots",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="a folder (all its *.ckpt files, e.g. RUN_DIR/snapshots) or checkpoint files",
-    )
-    parser.add_argument(
-        "--split",
-        choices=("test", "val"),
-        default="test",
-        help="evaluate on the test set (default) or the validation split",
-    )
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto (default): cuda if available, else cpu"
-    )
-    parser.add_argument(
-        "--batch_size",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="evaluation batch size (default: the datamodule's eval_batch_size)",
-    )
-    parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also write the table as CSV")
-    return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _default_config(snapshots: Sequence[Path]) -> list[str]:
-    """RUN_DIR/config.yaml for snapshots in RUN_DIR/snapshots/ (or RUN_DIR/checkpoints/), if it exists."""
-    candidates = {p.resolve().parent.parent / "config.yaml" for p in snapshots}
-    return [str(candidates.pop())] if len(candidates) == 1 and next(iter(candidates)).is_file() else []
-
-
-def _main(argv: Sequence[str]) -> int:
-    args, overrides = _parser().parse_known_args(list(argv))
-    paths = find_snapshots(args.snapshots)
-    device = _device(args.device)
-    if args.csv is not None and not args.csv.resolve().parent.is_dir():
-        raise EnsembleError(f"cannot write --csv {args.csv}: {args.csv.parent} is not a directory")
-
-    # Pass 1: every checkpoint loads and says where it sits in training (fail fast, before any evaluation).
-    infos, shapes, nets = [], {}, {}
-    for path in paths:
-        checkpoint = _load_checkpoint(path)
-        info = snapshot_info(path, checkpoint)
-        infos.append(info)
-        shapes[path], nets[path] = shapes_of(checkpoint["state_dict"]), _net_description(checkpoint)
-        del checkpoint
-    infos.sort(key=lambda i: (i.epoch, i.step, i.name))
-    for a, b in itertools.pairwise(infos):
-        if (a.epoch, a.step) == (b.epoch, b.step):
-            print(
-                f"{PROG}: warning: {a.path} and {b.path} are both from epoch {a.epoch}, step {a.step}", file=sys.stderr
-            )
-
-    configs = list(args.config)
-    if not configs and (configs := _default_config(paths)):
-        print(f"{PROG}: using the run's config {configs[0]}", file=sys.stderr)
-    model, datamodule = _build(configs, overrides)
-    if getattr(datamodule, "num_classes", None) is None:
-        raise EnsembleError(f"{type(datamodule).__name__} has no num_classes attribute (use a wdlab.data datamodule)")
-    if not hasattr(model, "net"):
-        raise EnsembleError(f"{type(model).__name__} has no .net (use wdlab.training.ImageClassifier)")
-    expected = shapes_of(model.state_dict())
-    for info in infos:
-        _check_fit(info.path, expected, shapes[info.path], nets[info.path])
-    if args.batch_size is not None:
-        attribute = "eval_batch_size" if hasattr(datamodule, "eval_batch_size") else "batch_size"
-        setattr(datamodule, attribute, args.batch_size)
-
-    singles, ensembles = _evaluate(infos, model, datamodule, args.split, device)
-    rows = [*singles, *ensembles]
-    num_classes = int(datamodule.num_classes)
-    print(
-        f"{args.split} split: {singles[0].num_examples} images, {num_classes} classes; "
-        f"{len(singles)} snapshots evaluated on {device.type}"
-    )
-    print(format_table(rows, top5=min(5, num_classes)))
-    if args.csv is not None:
-        try:
-            write_csv(args.csv, rows)
-        except OSError as error:
-            raise EnsembleError(f"cannot write --csv {args.csv}: {error.strerror or error}") from error
-    return 0
-
-
-def run_ensemble(argv: Sequence[str]) -> int:
-    """``wdlab ensemble ARGS``: print the snapshot / ensemble table; return the exit status.
-
-    0 on success; 2 with a one-line ``wdlab: error: ...`` on stderr for bad input (missing or empty
-    snapshot paths, unloadable checkpoints, checkpoints that do not fit the configured model, a class
-    count mismatch, dataset errors, bad options). ``WDLAB_DEBUG=1`` re-raises instead.
-    """
-    from wdlab.data import DatasetError
-
-    try:
-        return _main(argv)
-    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already printed)
-        return exit_.code if isinstance(exit_.code, int) else 2
-    except (EnsembleError, DatasetError, ValueError, OSError, torch.cuda.OutOfMemoryError) as error:
-        if os.environ.get("WDLAB_DEBUG"):
-            raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        if isinstance(error, torch.cuda.OutOfMemoryError):
-            message = "out of GPU memory; pass a smaller --batch_size"
-        print(f"wdlab: error: {message}", file=sys.stderr)
-        return 2

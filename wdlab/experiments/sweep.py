@@ -1,4 +1,4 @@
-"""``wdlab sweep``: hyperparameter grids (the paper's Fig. 2 heatmaps) where every cell is a ``wdlab fit`` run.
+"""Sweeps: hyperparameter grids (the paper's Fig. 2 heatmaps) where every cell is a ``wdlab fit`` run.
 
 ::
 
@@ -26,17 +26,16 @@
   (``CUDA_VISIBLE_DEVICES``); on CPU each cell gets ``cores / N`` threads (``OMP_NUM_THREADS``).
 * **Results.** ``OUT/results.csv`` (one row per cell and seed: the grid values, optimizer, state,
   final and best test error, final training loss, wall time, run directory, error) and the heatmaps
-  of :mod:`wdlab.report` in ``OUT/report/`` (PNG, coupling numbers, TensorBoard image).
+  of :mod:`wdlab.experiments.report` in ``OUT/report/`` (PNG, coupling numbers, TensorBoard image).
+
+The results format is :mod:`wdlab.experiments.results`; the command is :mod:`wdlab.cli.sweep`.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
 import signal
@@ -55,27 +54,14 @@ import yaml
 from optuna.samplers import GridSampler
 from optuna.trial import TrialState
 
-from wdlab.report import RESULTS_CSV, epoch_of_step, read_scalars
+from wdlab.experiments.results import RESULTS_CSV, epoch_of_step, read_scalars, write_results
 
 SEED_KEY = "seed_everything"
 DATABASE = "sweep.db"
 CELL_LOG = "cell.log"
 SPEC_ATTR = "wdlab_sweep"  # study user attribute: what the sweep runs, to refuse a mismatched re-run
-RESULT_COLUMNS = (
-    "optimizer",
-    "state",
-    "final_test_err",
-    "best_test_err",
-    "final_train_loss",
-    "epochs",
-    "wall_s",
-    "run_dir",
-    "error",
-)
-# Options that belong to the sweep itself; everything else passes through to the cells.
-OWN_OPTIONS = ("--config", "--grid", "--out", "--jobs", "--seeds", "--storage", "--study_name", "--grace_period")
 
-__all__ = ["SweepError", "SweepSpec", "main", "parse_grid", "run_sweep"]
+__all__ = ["Sweep", "SweepError", "SweepSpec", "check_cell_config", "grid_preset", "parse_grid", "parse_value"]
 
 
 class SweepError(ValueError):
@@ -495,43 +481,29 @@ class Sweep:
     # -- results -----------------------------------------------------------------------------
     def write_results(self) -> Path:
         """``OUT/results.csv``: one row per cell and seed, from the study (all workers' cells)."""
-        path = self.spec.out / RESULTS_CSV
-        partial = path.with_name(f".{path.name}.partial")
-        with partial.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([*self.spec.grid, "seed", *RESULT_COLUMNS])
-            for cell, trials in self.trials_by_cell().items():
-                complete = [t for t in trials if t.state == TrialState.COMPLETE]
-                chosen = max(complete or trials, key=lambda t: t.number) if trials else None
-                attrs = chosen.user_attrs if chosen else {}
-                if chosen is None:
-                    state = "pending"
-                elif chosen.state == TrialState.COMPLETE:
-                    state = "complete"
-                elif chosen.state == TrialState.FAIL:
-                    state = "failed"
-                else:
-                    state = chosen.state.name.lower()
-                wall = sum(t.user_attrs.get("wall_s", 0.0) for t in trials)
-                row = [repr(v) if isinstance(v, float) else str(v) for v in cell]  # exact: the report reads them
-                row += [
-                    attrs.get("optimizer", ""),
-                    state,
-                    *(_number(attrs.get(k)) for k in ("final_test_err", "best_test_err", "final_train_loss")),
-                    attrs.get("epochs", ""),
-                    f"{wall:.1f}" if trials else "",
-                    str(self.spec.out / self.spec.names[cell]),
-                    attrs.get("error", "") if state != "complete" else "",
-                ]
-                writer.writerow(row)
-        os.replace(partial, path)
-        return path
-
-
-def _number(value: Any) -> str:
-    if value is None:
-        return ""
-    return "nan" if isinstance(value, float) and math.isnan(value) else f"{float(value):.6g}"
+        rows = []
+        for cell, trials in self.trials_by_cell().items():
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            chosen = max(complete or trials, key=lambda t: t.number) if trials else None
+            attrs = chosen.user_attrs if chosen else {}
+            if chosen is None:
+                state = "pending"
+            elif chosen.state == TrialState.COMPLETE:
+                state = "complete"
+            elif chosen.state == TrialState.FAIL:
+                state = "failed"
+            else:
+                state = chosen.state.name.lower()
+            record = {key: attrs.get(key) for key in ("optimizer", "final_test_err", "best_test_err",
+                                                      "final_train_loss", "epochs")}
+            record.update(
+                state=state,
+                wall_s=sum(t.user_attrs.get("wall_s", 0.0) for t in trials) if trials else None,
+                run_dir=str(self.spec.out / self.spec.names[cell]),
+                error=attrs.get("error", "") if state != "complete" else "",
+            )
+            rows.append((cell, record))
+        return write_results(self.spec.out / RESULTS_CSV, list(self.spec.grid), rows)
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
@@ -571,107 +543,3 @@ def check_cell_config(spec: SweepSpec) -> dict[str, Any]:
     if config.get("test_after_fit") is False:
         raise SweepError("the sweep's results are the cells' test errors: drop --test_after_fit false")
     return config
-
-
-# -- the command -------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wdlab sweep",
-        description="Run a grid of 'wdlab fit' cells (Optuna GridSampler, resumable) and draw the heatmaps. "
-        "Any other --key value is passed to every cell.",
-    )
-    parser.add_argument("--config", action="append", required=True, help="base config(s), as for wdlab fit")
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="a grid axis (repeatable); replaces the config's sweep.grid preset for KEY")
-    parser.add_argument("--out", required=True, help="sweep directory: cells' runs, sweep.db, results.csv, report/")
-    parser.add_argument("--jobs", type=int, default=1, help="cells run at once (one GPU each when there are GPUs)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point: seed_everything 0..K-1")
-    parser.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/sweep.db; postgresql://... "
-                        "for workers on many machines)")
-    parser.add_argument("--study_name", help="study name in the storage (default: OUT's folder name)")
-    parser.add_argument("--grace_period", type=int, default=120,
-                        help="seconds without a heartbeat after which a running cell counts as dead and is re-run")
-    parser.add_argument("--no_report", action="store_true", help="do not draw the heatmaps at the end")
-    return parser
-
-
-def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate the sweep's own options from the ``--key value`` pairs meant for every cell."""
-    own, passthrough = [], []
-    i = 0
-    argv = list(argv)
-    while i < len(argv):
-        token = argv[i]
-        name = token.split("=", 1)[0]
-        takes_value = name in OWN_OPTIONS and "=" not in token
-        target = own if name in (*OWN_OPTIONS, "--no_report", "-h", "--help") else passthrough
-        if target is passthrough and not token.startswith("--"):
-            raise SweepError(f"unexpected argument {token!r}: options are passed to the cells as --key value")
-        target.append(token)
-        if takes_value and i + 1 < len(argv):
-            target.append(argv[i + 1])
-            i += 1
-        elif target is passthrough and "=" not in token and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            target.append(argv[i + 1])
-            i += 1
-        i += 1
-    return own, passthrough
-
-
-def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
-    """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
-    own, passthrough = split_passthrough(argv)
-    args = build_parser().parse_args(own)
-    configs = [Path(c) for c in args.config]
-    for config in configs:
-        if not config.is_file():
-            raise SweepError(f"config {config} does not exist")
-    for option in passthrough:
-        if option.split("=", 1)[0] in ("--trainer.logger", "--ckpt_path", f"--{SEED_KEY}"):
-            raise SweepError(f"{option} is set by the sweep for every cell; use --out / --seeds instead")
-    if args.jobs < 1:
-        raise SweepError("--jobs must be at least 1")
-    grid, preset_seeds = grid_preset(configs)
-    grid.update(parse_grid(args.grid))
-    if not grid:
-        raise SweepError("no grid: give --grid KEY=V1,V2,... or a config with a sweep.grid preset")
-    if SEED_KEY in grid:
-        raise SweepError(f"use --seeds K instead of a grid over {SEED_KEY}")
-    n_seeds = args.seeds if args.seeds is not None else (preset_seeds or 1)
-    if n_seeds < 1:
-        raise SweepError("--seeds must be at least 1")
-    spec = SweepSpec(configs=configs, grid=grid, seeds=list(range(n_seeds)), passthrough=passthrough,
-                     out=Path(args.out))
-    check_cell_config(spec)
-    sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
-    counts = sweep.run(progress=progress)
-    results = sweep.write_results()
-    print(f"wdlab sweep: {counts['complete']}/{len(spec.cells)} cells done, {counts['failed']} failed, "
-          f"{counts['running']} running elsewhere; results in {results}", file=sys.stderr)
-    if not args.no_report and counts["complete"]:
-        from wdlab.report import REPORT_DIR, ReportError, write_sweep_report
-
-        try:
-            for heatmap, stats in write_sweep_report([spec.out], spec.out / REPORT_DIR):
-                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f}, top-{stats.top_k} correlation "
-                      f"{stats.correlation:+.2f}", file=sys.stderr)
-            print(f"heatmap: {spec.out / REPORT_DIR / 'heatmap.png'}", file=sys.stderr)
-        except ReportError as error:  # e.g. a grid without an lr and a decay axis: the CSV still stands
-            print(f"wdlab sweep: no heatmap: {error}", file=sys.stderr)
-    if sweep.stop_event.is_set():
-        print("wdlab sweep: stopped; re-run the same command to resume (finished cells are kept)", file=sys.stderr)
-        return 0 if sweep.stop_signal == signal.SIGTERM else 130
-    return 1 if counts["failed"] else 0
-
-
-def main(argv: Sequence[str]) -> int:
-    try:
-        return run_sweep(argv, progress=sys.stderr.isatty() or bool(os.environ.get("WDLAB_PROGRESS")))
-    except SweepError as error:
-        if os.environ.get("WDLAB_DEBUG"):
-            raise
-        print(f"wdlab sweep: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before the cells started (while checking the config): nothing to resume
-        print("wdlab sweep: interrupted", file=sys.stderr)
-        return 130

@@ -15,16 +15,15 @@
 
 Each path is a sweep directory (it holds ``results.csv``: a heatmap panel per optimizer in it) or a
 directory of runs (every directory below it with TensorBoard event files is a run: learning and
-anytime curves). This module knows nothing of Lightning: it reads CSV and event files.
+anytime curves). This module knows nothing of Lightning: it reads CSV and event files
+(:mod:`wdlab.experiments.results`). The command is :mod:`wdlab.cli.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,104 +31,42 @@ from typing import Any
 
 import numpy as np
 
-RESULTS_CSV = "results.csv"
+from wdlab._io import atomic_write
+from wdlab.experiments.results import (
+    METRIC_COLUMNS,
+    TENSORBOARD_DIR,
+    ResultsError,
+    epoch_of_step,
+    grid_columns,
+    read_results,
+    read_scalars,
+)
+
 HEATMAP_PNG = "heatmap.png"
 LEARNING_CURVES_PNG = "learning_curves.png"
 ANYTIME_PNG = "anytime.png"
 COUPLING_CSV = "coupling.csv"
-REPORT_DIR = "report"  # default output directory, inside the first path given
-TENSORBOARD_DIR = "tensorboard"  # TensorBoard events with the figures, inside the output directory
-METRICS = ("final_test_err", "best_test_err", "final_train_loss")
 ERROR_METRICS = ("final_test_err", "best_test_err")
 
 __all__ = [
     "Coupling",
     "Heatmap",
+    "ReportError",
     "coupling",
-    "find_runs",
     "heatmaps_from_table",
-    "main",
     "plot_anytime_curves",
     "plot_heatmaps",
     "plot_learning_curves",
-    "read_results",
-    "read_scalars",
+    "write_curves_report",
     "write_sweep_report",
 ]
 
 
-class ReportError(ValueError):
+class ReportError(ResultsError):
     """A report that cannot be drawn from the given inputs (one line, names the fix)."""
 
 
-# -- event files ---------------------------------------------------------------------------------
-def read_scalars(run_dir: str | os.PathLike[str]) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the TensorBoard event files directly in ``run_dir``: tag -> [(step, value)].
-
-    A resumed run appends a new event file and may log some steps again: the later file wins for a
-    repeated (tag, step), so each step appears once, in step order.
-    """
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    series: dict[str, dict[int, float]] = {}
-    for path in sorted(Path(run_dir).glob("events.out.tfevents.*"), key=_event_file_order):
-        for event in EventFileLoader(str(path)).Load():
-            if not event.HasField("summary"):
-                continue
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    number = float(value.simple_value)
-                elif value.HasField("tensor") and value.tensor.dtype in (1, 2):  # DT_FLOAT, DT_DOUBLE
-                    array = _tensor_values(value.tensor)
-                    if array.size != 1:
-                        continue
-                    number = float(array.reshape(()))
-                else:
-                    continue
-                series.setdefault(value.tag, {})[int(event.step)] = number
-    return {tag: sorted(points.items()) for tag, points in series.items()}
-
-
-def _event_file_order(path: Path) -> tuple[float, str]:
-    # events.out.tfevents.<unix time>.<host>.<pid>.<n>: order by creation time, not by host name
-    parts = path.name.split(".")
-    try:
-        return float(parts[3]), path.name
-    except (IndexError, ValueError):
-        return math.inf, path.name
-
-
-def _tensor_values(tensor: Any) -> np.ndarray:
-    from tensorboard.util import tensor_util
-
-    return np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
-
-
-def find_runs(root: str | os.PathLike[str]) -> list[Path]:
-    """``root`` and every directory below it that holds TensorBoard event files (a run), sorted."""
-    root = Path(root)
-    runs = {path.parent for path in root.rglob("events.out.tfevents.*")}
-    # a report's own TensorBoard folder holds images, not a run
-    return sorted(run for run in runs if not (run.name == TENSORBOARD_DIR and run.parent.name == REPORT_DIR))
-
-
-def epoch_of_step(scalars: dict[str, list[tuple[int, float]]]) -> dict[int, int]:
-    """Lightning logs ``epoch`` (0-based) next to every logged step: step -> epochs completed then."""
-    return {step: round(value) + 1 for step, value in scalars.get("epoch", [])}
-
-
 # -- sweep tables and coupling -------------------------------------------------------------------
-def read_results(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a sweep's ``results.csv`` (a directory is taken to hold one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_CSV
-    if not path.is_file():
-        raise ReportError(f"{path} does not exist: give a sweep directory written by 'wdlab sweep' or its results.csv")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 @dataclass(frozen=True)
 class Coupling:
     """How strongly the best weight decay moves with the learning rate in one heatmap.
@@ -231,7 +168,8 @@ def heatmaps_from_table(
         raise ReportError("the sweep has no result rows yet: run 'wdlab sweep' first")
     columns = list(rows[0])
     if metric not in columns:
-        raise ReportError(f"unknown metric {metric!r}: choose one of {', '.join(c for c in METRICS if c in columns)}")
+        known = ", ".join(c for c in METRIC_COLUMNS if c in columns)
+        raise ReportError(f"unknown metric {metric!r}: choose one of {known}")
     lr_key = lr_key or _guess_key(columns, ("lr",), "learning rate", "--lr_key")
     decay_key = decay_key or _guess_key(
         columns, ("weight_decay", "weight_decay_norm"), "weight decay", "--decay_key"
@@ -239,8 +177,8 @@ def heatmaps_from_table(
     for key in (lr_key, decay_key):
         if key not in columns:
             raise ReportError(f"column {key!r} is not in the sweep's results (columns: {', '.join(columns)})")
-    grid_columns = _grid_columns(columns)
-    group_keys = ["optimizer", *[c for c in grid_columns if c not in (lr_key, decay_key, "seed")]]
+    grid_keys = grid_columns(columns)
+    group_keys = ["optimizer", *[c for c in grid_keys if c not in (lr_key, decay_key, "seed")]]
 
     groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for row in rows:
@@ -280,11 +218,6 @@ def heatmaps_from_table(
             )
         )
     return heatmaps
-
-
-def _grid_columns(columns: Sequence[str]) -> list[str]:
-    """The sweep's grid columns: those before ``seed`` in results.csv (see wdlab.sweep)."""
-    return list(columns[: columns.index("seed") + 1]) if "seed" in columns else []
 
 
 # -- drawing -------------------------------------------------------------------------------------
@@ -354,11 +287,8 @@ def plot_heatmaps(heatmaps: Sequence[Heatmap], path: str | os.PathLike[str], top
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=120, format="png")
-    os.replace(partial, path)  # a reader never sees half a PNG
+    with atomic_write(path) as handle:  # a reader never sees half a PNG
+        fig.savefig(handle, dpi=120, format="png")
 
 
 def log_figures_to_tensorboard(figures: dict[str, Any], logdir: str | os.PathLike[str]) -> None:
@@ -449,7 +379,7 @@ def write_sweep_report(
     out = Path(out)
     figure = plot_heatmaps(heatmaps, out / HEATMAP_PNG, top)
     results = [(h, h.coupling(top)) for h in heatmaps]
-    with (out / COUPLING_CSV).open("w", newline="") as handle:
+    with atomic_write(out / COUPLING_CSV, "w", newline="") as handle:
         writer = csv.writer(handle)
         header = ["panel", "metric", "slope", "top_k_correlation", "rows", "top_k", "best", "best_lr", "best_decay"]
         writer.writerow(header)
@@ -482,58 +412,3 @@ def write_curves_report(runs: Sequence[Path], out: str | os.PathLike[str]) -> li
     for figure in figures.values():
         _pyplot().close(figure)
     return written
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wdlab report",
-        description="Heatmaps from sweeps (one panel per optimizer, with coupling numbers) and learning/anytime "
-        "curves from runs, as PNGs and TensorBoard images.",
-    )
-    parser.add_argument("paths", nargs="+", help="sweep directories (with results.csv) and/or directories of runs")
-    parser.add_argument("--out", help="output directory (default: the first path's report/ folder)")
-    parser.add_argument(
-        "--metric", default="final_test_err", choices=METRICS, help="heatmap colour (default %(default)s)"
-    )
-    parser.add_argument("--top", type=int, default=10, help="cells circled and used for the correlation (default 10)")
-    parser.add_argument("--lr_key", help="learning-rate column (default: the grid column ending in 'lr')")
-    parser.add_argument("--decay_key", help="weight-decay column (default: the grid column ending in 'weight_decay')")
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if args.top < 1:
-        print("wdlab report: error: --top must be at least 1", file=sys.stderr)
-        return 2
-    sweeps, runs = [], []
-    for raw in args.paths:
-        path = Path(raw)
-        if (path / RESULTS_CSV).is_file() or (path.is_file() and path.name.endswith(".csv")):
-            sweeps.append(path)
-        elif path.is_dir():
-            found = find_runs(path)
-            if not found:
-                print(f"wdlab report: error: {path} holds neither results.csv nor TensorBoard event files",
-                      file=sys.stderr)
-                return 2
-            runs.extend(found)
-        else:
-            print(f"wdlab report: error: {path} does not exist", file=sys.stderr)
-            return 2
-    first = Path(args.paths[0])
-    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / REPORT_DIR
-    try:
-        if sweeps:
-            for heatmap, stats in write_sweep_report(sweeps, out, args.metric, args.top, args.lr_key, args.decay_key):
-                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f} ({stats.rows} lr rows), "
-                      f"top-{stats.top_k} correlation {stats.correlation:+.2f}")
-            print(f"wrote {out / HEATMAP_PNG} and {out / COUPLING_CSV}")
-        if runs:
-            for path in write_curves_report(runs, out):
-                print(f"wrote {path}")
-    except ReportError as error:
-        print(f"wdlab report: error: {error}", file=sys.stderr)
-        return 2
-    print(f"TensorBoard images: tensorboard --logdir {out / TENSORBOARD_DIR}")
-    return 0

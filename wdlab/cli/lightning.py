@@ -1,0 +1,147 @@
+"""``wdlab fit|validate|test|predict``: LightningCLI over ImageClassifier and any datamodule, with wdlab's defaults.
+
+What wdlab adds to LightningCLI, all of it editing the parsed config or the subcommand's arguments:
+
+* the run directory is pinned to ``runs/<logger name>`` (:func:`pin_logger_version`) and
+  ``--ckpt_path`` is resolved and checked before anything is written
+  (:func:`wdlab.training.resume.resolve_ckpt_path`);
+* on CUDA, the trainer defaults of :func:`wdlab.training.fastpaths.cuda_trainer_defaults`;
+* ``--checkpoint`` (:class:`~wdlab.training.ResumableCheckpoint`) and ``--snapshots``
+  (:class:`~wdlab.training.AnytimeSnapshots`) are always present; ``--test_after_fit``; ``--sweep``
+  (the presets ``wdlab sweep`` reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from wdlab.cli.errors import report_errors
+from wdlab.data import DatasetError
+from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
+from wdlab.training.fastpaths import cuda_trainer_defaults
+from wdlab.training.resume import resolve_ckpt_path, run_directory
+
+__all__ = ["WdlabCLI", "build_cli", "main", "pin_logger_version"]
+
+
+def pin_logger_version(logger_config: Any) -> None:
+    """In a LightningCLI config: a TensorBoard/CSV logger without a ``version`` gets ``""``, i.e. the run
+    directory ``<save_dir>/<name>`` (instead of a new ``version_N`` per invocation)."""
+    init_args = getattr(logger_config, "init_args", None)
+    class_path = str(getattr(logger_config, "class_path", ""))
+    if init_args is None or not class_path.endswith(("TensorBoardLogger", "CSVLogger")):
+        return
+    if getattr(init_args, "version", None) is None:
+        init_args.version = ""
+
+
+class WdlabCLI(LightningCLI):
+    """LightningCLI with wdlab's arguments, run directory, checkpoint checks and test after fit."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after 'fit', evaluate the final model on the test set (logs test/err, test/err5)",
+        )
+        parser.add_argument(
+            "--sweep",
+            type=dict | None,
+            default=None,
+            help="grid presets read by 'wdlab sweep' ({grid: {key: [values]}, seeds: K}); fit ignores them",
+        )
+        # Always present: checkpoints/last.ckpt at every epoch end (+ every N steps, + on SIGTERM)
+        # and a snapshot at the end of every schedule period.
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(AnytimeSnapshots, "snapshots")
+        parser.set_defaults(
+            {
+                "checkpoint.save_top_k": 0,  # last.ckpt and the snapshots; set a monitor for best-k
+                "model.net": {"class_path": "wdlab.models.PreActResNet"},
+                "data": {"class_path": "wdlab.data.BuiltinDataModule"},
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger = config.get("trainer", {}).get("logger") if config is not None else None
+        pin_logger_version(logger)
+        if config is not None and config.get("trainer") is not None:  # bf16-mixed + cudnn benchmark on CUDA
+            trainer_config = config["trainer"]
+            for key, value in cuda_trainer_defaults(trainer_config).items():
+                trainer_config[key] = value
+        if self.subcommand != "fit":  # evaluating into a run directory must not replace its config.yaml
+            self.save_config_callback = None
+
+    def _resolve_ckpt_path(self) -> None:
+        kwargs = self.config_init[self.subcommand]
+        ckpt_path = kwargs.get("ckpt_path")
+        resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.subcommand == "fit")
+        kwargs["ckpt_path"] = resolved
+        if self.subcommand == "fit":
+            start = f"resuming from {resolved}" if resolved else "starting"
+            rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
+
+    def _parse_ckpt_path(self) -> None:
+        # A private LightningCLI hook (the one private Lightning API outside wdlab.training._lightning):
+        # LightningCLI reads the checkpoint's hyperparameters here (torch.load), with no public hook
+        # before it. Check the file first, so a truncated or corrupt one gives one clear line instead
+        # of a traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "auto"):
+            check_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
+
+
+def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
+    """The LightningCLI over ImageClassifier and any datamodule, with wdlab's defaults.
+
+    ``run=True``: ``args`` start with a subcommand (``fit``, ``validate``, ``test``, ``predict``) which is
+    executed. ``run=False``: ``args`` are just options (``--config X ...``); the model, datamodule and
+    trainer are instantiated and returned unused (``wdlab ensemble`` builds its model this way).
+    """
+    return WdlabCLI(
+        ImageClassifier,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        trainer_defaults={
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
+            },
+        },
+        args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
+        parser_kwargs={"prog": "wdlab"},
+        run=run,
+    )
+
+
+def main(args: Sequence[str] | None) -> int:
+    """``wdlab fit|validate|test|predict ARGS`` (``None``: from ``sys.argv``); returns the exit status."""
+    import sys
+
+    def command() -> int:
+        try:
+            build_cli(args, run=True)
+        except SIGTERMException:  # preempted: last.ckpt has been written (see ResumableCheckpoint)
+            print("wdlab: stopped by SIGTERM; resume with the same command plus --ckpt_path last", file=sys.stderr)
+        return 0
+
+    return report_errors("wdlab", (DatasetError, ValueError), command)

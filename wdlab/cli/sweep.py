@@ -1,0 +1,126 @@
+"""``wdlab sweep``: a grid of ``wdlab fit`` cells, then its heatmaps (:mod:`wdlab.experiments.sweep`).
+
+::
+
+    wdlab sweep --config BASE.yaml \\
+        --grid model.optimizer.lr=1,0.5,0.25 --grid model.optimizer.weight_decay=0,0.000125,0.00025 \\
+        --out runs/my_sweep [--jobs N] [--seeds K] [--trainer.max_epochs 5 ...]
+
+Exit status: 0 when every cell is done (or the sweep was stopped by SIGTERM), 1 when some cell
+failed, 2 for bad input, 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wdlab.cli.errors import report_errors
+from wdlab.experiments.report import write_sweep_report
+from wdlab.experiments.results import REPORT_DIR, ResultsError
+from wdlab.experiments.sweep import SEED_KEY, Sweep, SweepError, SweepSpec, check_cell_config, grid_preset, parse_grid
+
+PROG = "wdlab sweep"
+# Options that belong to the sweep itself; everything else passes through to the cells.
+OWN_OPTIONS = ("--config", "--grid", "--out", "--jobs", "--seeds", "--storage", "--study_name", "--grace_period")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a grid of 'wdlab fit' cells (Optuna GridSampler, resumable) and draw the heatmaps. "
+        "Any other --key value is passed to every cell.",
+    )
+    parser.add_argument("--config", action="append", required=True, help="base config(s), as for wdlab fit")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="a grid axis (repeatable); replaces the config's sweep.grid preset for KEY")
+    parser.add_argument("--out", required=True, help="sweep directory: cells' runs, sweep.db, results.csv, report/")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at once (one GPU each when there are GPUs)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point: seed_everything 0..K-1")
+    parser.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/sweep.db; postgresql://... "
+                        "for workers on many machines)")
+    parser.add_argument("--study_name", help="study name in the storage (default: OUT's folder name)")
+    parser.add_argument("--grace_period", type=int, default=120,
+                        help="seconds without a heartbeat after which a running cell counts as dead and is re-run")
+    parser.add_argument("--no_report", action="store_true", help="do not draw the heatmaps at the end")
+    return parser
+
+
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate the sweep's own options from the ``--key value`` pairs meant for every cell."""
+    own, passthrough = [], []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        takes_value = name in OWN_OPTIONS and "=" not in token
+        target = own if name in (*OWN_OPTIONS, "--no_report", "-h", "--help") else passthrough
+        if target is passthrough and not token.startswith("--"):
+            raise SweepError(f"unexpected argument {token!r}: options are passed to the cells as --key value")
+        target.append(token)
+        if takes_value and i + 1 < len(argv):
+            target.append(argv[i + 1])
+            i += 1
+        elif target is passthrough and "=" not in token and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            target.append(argv[i + 1])
+            i += 1
+        i += 1
+    return own, passthrough
+
+
+def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
+    """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
+    own, passthrough = split_passthrough(argv)
+    args = build_parser().parse_args(own)
+    configs = [Path(c) for c in args.config]
+    for config in configs:
+        if not config.is_file():
+            raise SweepError(f"config {config} does not exist")
+    for option in passthrough:
+        if option.split("=", 1)[0] in ("--trainer.logger", "--ckpt_path", f"--{SEED_KEY}"):
+            raise SweepError(f"{option} is set by the sweep for every cell; use --out / --seeds instead")
+    if args.jobs < 1:
+        raise SweepError("--jobs must be at least 1")
+    grid, preset_seeds = grid_preset(configs)
+    grid.update(parse_grid(args.grid))
+    if not grid:
+        raise SweepError("no grid: give --grid KEY=V1,V2,... or a config with a sweep.grid preset")
+    if SEED_KEY in grid:
+        raise SweepError(f"use --seeds K instead of a grid over {SEED_KEY}")
+    n_seeds = args.seeds if args.seeds is not None else (preset_seeds or 1)
+    if n_seeds < 1:
+        raise SweepError("--seeds must be at least 1")
+    spec = SweepSpec(configs=configs, grid=grid, seeds=list(range(n_seeds)), passthrough=passthrough,
+                     out=Path(args.out))
+    check_cell_config(spec)
+    sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
+    counts = sweep.run(progress=progress)
+    results = sweep.write_results()
+    print(f"wdlab sweep: {counts['complete']}/{len(spec.cells)} cells done, {counts['failed']} failed, "
+          f"{counts['running']} running elsewhere; results in {results}", file=sys.stderr)
+    if not args.no_report and counts["complete"]:
+        try:
+            for heatmap, stats in write_sweep_report([spec.out], spec.out / REPORT_DIR):
+                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f}, top-{stats.top_k} correlation "
+                      f"{stats.correlation:+.2f}", file=sys.stderr)
+            print(f"heatmap: {spec.out / REPORT_DIR / 'heatmap.png'}", file=sys.stderr)
+        except ResultsError as error:  # e.g. a grid without an lr and a decay axis: the CSV still stands
+            print(f"wdlab sweep: no heatmap: {error}", file=sys.stderr)
+    if sweep.stop_event.is_set():
+        print("wdlab sweep: stopped; re-run the same command to resume (finished cells are kept)", file=sys.stderr)
+        return 0 if sweep.stop_signal == signal.SIGTERM else 130
+    return 1 if counts["failed"] else 0
+
+
+def main(argv: Sequence[str]) -> int:
+    progress = sys.stderr.isatty() or bool(os.environ.get("WDLAB_PROGRESS"))
+    try:
+        return report_errors(PROG, (SweepError,), lambda: run_sweep(argv, progress=progress))
+    except KeyboardInterrupt:  # before the cells started (while checking the config): nothing to resume
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,65 @@
+"""Every private Lightning API wdlab depends on, each in one function with the reason and the upstream issue.
+
+Nothing else in wdlab touches an underscored Lightning name, except the one LightningCLI hook
+``WdlabCLI._parse_ckpt_path`` (an override, so it cannot live here; see ``wdlab/cli/lightning.py``).
+If a Lightning upgrade breaks one of these, this file is where to look.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+__all__ = ["given_by_cli", "load_pending_loader_states", "logs_this_step", "tensorboard_file_writer"]
+
+
+def load_pending_loader_states(trainer: L.Trainer) -> None:
+    """Give the training loader its saved position if Lightning has not.
+
+    Lightning loads stateful loaders' states in ``setup_data`` -- which has already run (before the
+    checkpoint was read) when ``configure_optimizers`` used ``trainer.estimated_stepping_batches``,
+    as ours does: the states would be silently dropped (Lightning issue #20550). Called when
+    training starts, before the first batch is drawn; a no-op once Lightning has loaded them.
+    """
+    fit_loop = trainer.fit_loop
+    states = getattr(fit_loop, "_combined_loader_states_to_load", None)
+    loader = getattr(fit_loop, "_combined_loader", None)
+    if states and loader is not None:
+        loader._load_state_dicts(states)
+        fit_loop._combined_loader_states_to_load = []
+
+
+def logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning keeps values logged in this training step (``log_every_n_steps``).
+
+    There is no public flag; without it the ``opt/*`` values (a weight-norm pass over every
+    parameter) would be computed on every step only for Lightning to drop them (the
+    throughput killer of Lightning #7093).
+    """
+    connector = getattr(trainer, "_logger_connector", None)
+    return connector is None or bool(connector.should_update_logs)
+
+
+def given_by_cli() -> bool:
+    """True while LightningCLI instantiates the module (it then supplies the config as hparams).
+
+    ``save_hyperparameters`` itself reads this context variable; there is no public accessor.
+    """
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - older/newer Lightning: save the net's config if we can't tell
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+def tensorboard_file_writer(logger: Any) -> Any:
+    """The event-file writer of a ``TensorBoardLogger``, to register the hparams session once.
+
+    The public ``TensorBoardLogger.log_hyperparams(params, metrics)`` also logs ``metrics`` as
+    scalars at step 0: placeholder values there would enter every learning curve and the minimum
+    ``val/err`` a sweep reads as ``best_test_err``. Writing the three hparams summaries directly
+    declares the metric tags without logging a value (what ``log_hyperparams`` itself does after
+    its ``log_metrics`` call).
+    """
+    return logger.experiment._get_file_writer()

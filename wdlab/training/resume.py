@@ -1,0 +1,176 @@
+"""Exact resume: everything beyond Lightning's own checkpoint that makes a resumed run continue
+exactly as an uninterrupted one, and the run directory that makes resuming find what a run wrote.
+
+Lightning restores weights, optimizer, scheduler, loop counters and callback states. wdlab adds:
+
+* **random streams** (:func:`capture_rng_states`, :func:`restore_rng_states`): torch (CPU and CUDA),
+  numpy and Python's ``random``, which augmentation and Shake-Shake draw from. The module stores them
+  under :data:`RNG_STATES_KEY` in every checkpoint and puts them back when training (re)starts,
+  after everything that happens before the first batch (sanity check included);
+* **the data position**: the loaders of :mod:`wdlab.data.sampling` save ``{"epoch", "batches"}`` (the
+  data layer's part); :func:`~wdlab.training._lightning.load_pending_loader_states` makes sure
+  Lightning hands it back to them (Lightning #20550);
+* **the run directory** (:func:`run_directory`, :func:`resolve_ckpt_path`): Lightning's default
+  (``<save_dir>/<name>/version_N``) gives every invocation a new folder, so ``--ckpt_path last``
+  after a crash would look in an empty one and silently start from scratch. wdlab pins the run
+  directory to ``<save_dir>/<name>`` (``runs/<logger name>``) unless a logger ``version`` is given,
+  and decides what a ``ckpt_path`` means before anything is written:
+
+  - no ``ckpt_path`` and the run directory already holds checkpoints -> error (nothing is overwritten);
+  - ``last`` -> ``<run dir>/checkpoints/last.ckpt``, which must exist;
+  - ``auto`` -> ``last.ckpt`` if it exists, else a fresh start (for job scripts that are re-queued);
+  - a path -> that file; every checkpoint is checked (truncated, corrupt, other model) before use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from wdlab.training._lightning import load_pending_loader_states
+from wdlab.training.checkpoints import CheckpointError, ResumableCheckpoint, check_checkpoint
+from wdlab.training.snapshots import SNAPSHOT_DIRNAME
+
+__all__ = [
+    "RNG_STATES_KEY",
+    "capture_rng_states",
+    "checkpoint_dir",
+    "is_rank_zero_process",
+    "resolve_ckpt_path",
+    "restore_rng_states",
+    "restore_training_state",
+    "run_directory",
+]
+
+#: Checkpoint key of the global random-stream states.
+RNG_STATES_KEY = "wdlab_rng_states"
+
+#: Rank variables set by torchrun, Lightning's process launcher and SLURM.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Every global random stream a training step may draw from: torch (CPU and each CUDA device),
+    numpy and Python's ``random``. Shake-Shake's alpha/beta and the device-side augmentation use torch's.
+
+    Only tensors and plain Python values, so that ``torch.load(weights_only=True)`` (which
+    LightningCLI uses to read a checkpoint's hyperparameters) accepts the checkpoint.
+    """
+    import random
+
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002 - the global stream
+    version, internal, gauss_next = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_states`."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def restore_training_state(trainer: L.Trainer, rng_states: dict[str, Any] | None) -> None:
+    """At the start of (resumed) training: the loader position, then the random streams if a checkpoint had them."""
+    load_pending_loader_states(trainer)
+    if rng_states is not None:
+        restore_rng_states(rng_states)
+
+
+# ------------------------------------------------------------------------------------- run directory
+def is_rank_zero_process() -> bool:
+    """True in the process of global rank 0 (or when not launched as part of a group), from the environment.
+
+    Needed before the trainer has set up its process group (Lightning only knows ranks after that).
+    """
+    return all(os.environ.get(var, "0") in ("", "0") for var in _RANK_VARIABLES)
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """The folder that holds the run's logs, ``config.yaml``, ``checkpoints/`` and ``snapshots/``."""
+    return Path(trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir)
+
+
+def checkpoint_dir(trainer: L.Trainer) -> Path:
+    """Where the checkpoint callback writes (``last.ckpt``), resolved as Lightning resolves it."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ResumableCheckpoint) and callback.dirpath is not None:
+            return Path(os.fspath(callback.dirpath))
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        save_dir = logger.save_dir or trainer.default_root_dir
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        return Path(save_dir, str(logger.name), version, "checkpoints")
+    return Path(trainer.default_root_dir, "checkpoints")
+
+
+def resolve_ckpt_path(
+    trainer: L.Trainer, model: L.LightningModule, ckpt_path: str | None, fitting: bool
+) -> str | None:
+    """Turn ``ckpt_path`` (``None``, ``"last"``, ``"auto"`` or a file) into a checked file or ``None``.
+
+    Raises :class:`~wdlab.training.checkpoints.CheckpointError` with the fix in one line.
+    """
+    last = checkpoint_dir(trainer) / "last.ckpt"
+    if ckpt_path is None:
+        if fitting and is_rank_zero_process():
+            _refuse_to_overwrite(trainer)
+        return None
+    if ckpt_path in ("last", "auto"):
+        if not last.is_file():
+            if ckpt_path == "auto":
+                if fitting and is_rank_zero_process():
+                    _refuse_to_overwrite(trainer)
+                return None
+            raise CheckpointError(
+                f"--ckpt_path last: there is no {last} to resume from; start the run without --ckpt_path "
+                "(or use --ckpt_path auto: resume if a last.ckpt exists, else start)"
+            )
+        ckpt_path = str(last)
+    check_checkpoint(ckpt_path, model)
+    return ckpt_path
+
+
+def _refuse_to_overwrite(trainer: L.Trainer) -> None:
+    run_dir = run_directory(trainer)
+    found = sorted(checkpoint_dir(trainer).glob("*.ckpt")) + sorted((run_dir / SNAPSHOT_DIRNAME).glob("*.ckpt"))
+    if found:
+        raise CheckpointError(
+            f"{run_dir} already holds a run ({found[0]}); resume it with --ckpt_path last, or start a new run "
+            "elsewhere with --trainer.logger.init_args.name NAME (or delete the folder)"
+        )
