@@ -16,7 +16,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from wdlab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml"))
+# Experiment configs only: a component (a model or datamodule that experiment configs name, e.g.
+# configs/models/*.yaml) is one class, ``class_path`` at its top level.
+CONFIGS = sorted(
+    str(p.relative_to(REPO))
+    for p in (REPO / "configs").rglob("*.yaml")
+    if "class_path" not in (yaml.safe_load(p.read_text()) or {})
+)
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
 REQUIRED_TAGS = {

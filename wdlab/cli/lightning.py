@@ -13,6 +13,7 @@ What wdlab adds to LightningCLI, all of it editing the parsed config or the subc
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,7 +136,6 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
 
 def main(args: Sequence[str] | None) -> int:
     """``wdlab fit|validate|test|predict ARGS`` (``None``: from ``sys.argv``); returns the exit status."""
-    import sys
 
     def command() -> int:
         try:

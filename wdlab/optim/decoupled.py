@@ -134,7 +134,7 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = _evaluate(closure)
+        loss = _closure_loss(closure)
         lambdas = [group["weight_decay"] for group in self.param_groups]
         try:  # the translation lives only for the duration of torch's step
             for group in self.param_groups:
@@ -208,7 +208,7 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = _evaluate(closure)
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -357,7 +357,7 @@ def _by_device_and_dtype(tensors: list[torch.Tensor]) -> dict[tuple[torch.device
     return groups
 
 
-def _evaluate(closure: Callable[[], float] | None) -> float | None:
+def _closure_loss(closure: Callable[[], float] | None) -> float | None:
     """The loss from ``closure`` (which recomputes gradients), evaluated before any update."""
     if closure is None:
         return None
