@@ -228,3 +228,21 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
         assert failed.returncode == 2, failed.stderr
         assert message in failed.stderr
         assert not out.exists()
+
+
+def test_a_missing_database_driver_names_the_package_to_install(base: Path, tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("psycopg2 is installed: the missing-driver message cannot be seen")
+    out = tmp_path / "out"
+    done = sweep(["--config", str(base), *GRID, "--out", str(out), "--storage",
+                  "postgresql+psycopg2://wdlab@127.0.0.1:1/sweeps"], cwd=tmp_path)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert lines[-1].startswith("wdlab sweep: error: cannot open storage postgresql+psycopg2://"), done.stderr
+    assert "pip install psycopg2-binary" in lines[-1]
+    assert not any(p.name.startswith("lr_") for p in out.glob("*")), "no cell ran"

@@ -258,6 +258,30 @@ def error_from_log(log: Path, returncode: int) -> str:
     return f"exit status {returncode}; see {log}"
 
 
+#: The package that provides each PostgreSQL driver SQLAlchemy may load (``postgresql://`` means psycopg 3
+#: in SQLAlchemy 2.1 and later, psycopg2 before).
+POSTGRES_DRIVERS = {
+    "psycopg": 'pip install "wdlab[postgres]" (psycopg 3)',
+    "psycopg2": "pip install psycopg2-binary",
+    "pg8000": "pip install pg8000",
+    "asyncpg": "pip install asyncpg",
+}
+
+
+def driver_hint(url: str) -> str:
+    """What to install for the database driver the storage URL ``url`` loads."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        driver = parsed.get_dialect().driver
+    except Exception:  # an unparsable URL or an unknown dialect: SQLAlchemy's own message says it
+        return "check the URL: e.g. postgresql://user:password@host:5432/database"
+    if parsed.get_backend_name() == "postgresql":
+        return f"the {driver} driver is missing: {POSTGRES_DRIVERS.get(driver, f'pip install {driver}')}"
+    return f"the {driver} driver for {parsed.get_backend_name()} is missing: install it with pip"
+
+
 class Sweep:
     """One worker of a sweep: runs cells picked by Optuna until none is left or it is stopped."""
 
@@ -285,8 +309,7 @@ class Sweep:
                 grace_period=grace_period,
             )
         except (ImportError, ModuleNotFoundError) as error:
-            hint = "PostgreSQL needs: pip install psycopg2-binary"
-            raise SweepError(f"cannot open storage {url}: {error} ({hint})") from None
+            raise SweepError(f"cannot open storage {url}: {error} ({driver_hint(url)})") from None
         except Exception as error:
             raise SweepError(f"cannot open storage {url}: {type(error).__name__}: {error}") from None
         name = study_name or spec.out.resolve().name
