@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,29 @@ def test_optimizer_step_benchmark_runs_and_reports_bandwidth():
     rows = [line for line in out.splitlines() if line.startswith(("AdamW vs", "SGDW vs"))]
     assert len(rows) == 6  # two pairs x default / foreach / fused
     assert all(line.rstrip().endswith("%") for line in rows)
+
+
+def _gpu_check(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(out)], cwd=REPO, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_gpu_check_runs_in_cpu_mode_and_says_what_it_skipped(tmp_path):
+    done = _gpu_check(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no CUDA device" in done.stderr
+    table = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    for name in ("gpu_tests", "throughput", "optimizer_step", "fig2_cell_compiled"):
+        assert "skipped: needs CUDA" in table[name]
+    cell = table["fig2_cell_cpu"]
+    assert "| ok |" in cell and "test/err" in cell
+    error = float(cell.split("test/err")[1].split("|")[0])
+    assert 0.0 <= error <= 1.0  # the cell really trained and tested
+    assert (tmp_path / "summary.md").read_text().strip() == done.stdout.strip()
+
+
+def test_gpu_check_reports_a_failing_step_and_exits_1(tmp_path):
+    done = _gpu_check(tmp_path, WDLAB_GPU_CHECK_CONFIG=str(tmp_path / "missing.yaml"))
+    assert done.returncode == 1
+    assert "| fig2_cell_cpu | FAILED (exit" in done.stdout
