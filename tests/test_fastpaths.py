@@ -16,6 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from test_resume import RUN, _assert_identical, _load, _training_state
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from wdlab.cli import build_cli, main
 from wdlab.data import BuiltinDataModule
@@ -23,6 +24,7 @@ from wdlab.data.device import DeviceBatchLoader, ResumableDeviceLoader, fits_on_
 from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader
 from wdlab.data.tensors import BatchTensorDataset, collate_batch
 from wdlab.training import fastpaths
+from wdlab.training._lightning import logs_this_step
 from wdlab.training.fastpaths import compile_options, cuda_trainer_defaults, resolve_channels_last, resolve_fused
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,6 +385,78 @@ def test_training_steps_read_nothing_back_between_logging_steps(in_tmp):
     assert counter.per_step[2] >= 1, counter.per_step  # (the snapshot really was evaluated in that window)
 
 
+#: aten ops whose result size or value depends on tensor data: on a GPU each one waits for the queue.
+_DATA_DEPENDENT = ("_local_scalar_dense", "nonzero", "unique", "_unique", "_unique2", "unique_dim",
+                   "unique_consecutive", "masked_select", "bincount", "histc", "equal", "is_nonzero")
+
+
+class _DispatchCounter(TorchDispatchMode):
+    """Every aten op under it, by name (``aten.nonzero.default`` -> ``nonzero``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name == "index" and any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+                                   for i in (args[1] if len(args) > 1 else ()) if i is not None):
+            name = "index_with_mask"  # boolean-mask indexing: a nonzero inside the kernel
+        if name == "copy_" and args[0].device != args[1].device:
+            name = "device_to_host_copy" if args[0].device.type == "cpu" else "host_to_device_copy"
+        self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+class _OpsPerStep(Callback):
+    """The aten ops of each training batch (hooks included), and whether Lightning logs that step."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, bool, bool, list[str]]] = []  # (step, logs, period end, ops)
+        self._mode: _DispatchCounter | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        schedule = trainer.lr_scheduler_configs[0].scheduler.schedule
+        self._meta = (trainer.global_step, logs_this_step(trainer), schedule.is_period_end(trainer.global_step))
+        self._mode = _DispatchCounter()
+        self._mode.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.close()
+
+    def close(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self.steps.append((*self._meta, self._mode.ops))
+            self._mode = None
+
+
+def test_training_steps_run_no_data_dependent_op_and_compute_opt_tags_only_when_logged(in_tmp):
+    """Every aten op of every training step, seen by a TorchDispatchMode: outside logging steps and period
+    ends no op whose result depends on tensor data (``.item()``, ``nonzero``, ``unique``, boolean masks,
+    device-to-host copies), and the ``opt/weight_norm`` pass (``_foreach_norm``) only on the steps
+    Lightning logs."""
+    trainer, model, dm = _built("--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "4",
+                                "--model.optimizer.name", "adamwr", "--model.optimizer.t0_epochs", "1",
+                                "--model.optimizer.t_mult", "2", "--model.fused_optimizer", "true")
+    counter = _OpsPerStep()
+    trainer.callbacks.append(counter)
+    try:
+        trainer.fit(model, datamodule=dm)
+    finally:
+        counter.close()
+    assert [s for s, *_ in counter.steps] == list(range(9))
+    logged = [s for s, logs, _, _ in counter.steps if logs]
+    period_ends = [s for s, _, end, _ in counter.steps if end]
+    assert logged and period_ends == [2, 8], (logged, period_ends)  # restarts at epochs 1 and 3
+    for step, logs, end, ops in counter.steps:
+        assert "convolution" in ops or "mkldnn_convolution" in ops or "_convolution" in ops, step
+        syncing = [op for op in ops if op in _DATA_DEPENDENT or op.endswith(("_with_mask", "_to_host_copy"))]
+        if not end:  # a period's last step evaluates the anytime snapshot, which reads its error back once
+            assert syncing == [], f"step {step} (logged: {logs}): {syncing}"
+        assert ("_foreach_norm" in ops) == logs, f"step {step}: opt/weight_norm pass {'_foreach_norm' in ops}, logged {logs}"
+
+
 # ------------------------------------------------------------------------------ torch.compile
 class _GraphCounter(Callback):
     def __init__(self) -> None:
@@ -465,7 +539,11 @@ def test_cuda_training_steps_do_not_synchronize(in_tmp):
     """torch's sync debug mode turns any host synchronisation inside a non-logging step into an error."""
     class NoSync(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step not in (0, 3):  # the first step (lazy init) and the logging step
+            # Allowed: the first step (lazy init), logging steps, and a period's last step (the anytime
+            # snapshot evaluates the model and reads its error back once, in this batch's end hooks).
+            step = trainer.global_step
+            schedule = trainer.lr_scheduler_configs[0].scheduler.schedule
+            if step != 0 and not logs_this_step(trainer) and not schedule.is_period_end(step):
                 torch.cuda.set_sync_debug_mode("error")
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
