@@ -454,7 +454,8 @@ def test_training_steps_run_no_data_dependent_op_and_compute_opt_tags_only_when_
         syncing = [op for op in ops if op in _DATA_DEPENDENT or op.endswith(("_with_mask", "_to_host_copy"))]
         if not end:  # a period's last step evaluates the anytime snapshot, which reads its error back once
             assert syncing == [], f"step {step} (logged: {logs}): {syncing}"
-        assert ("_foreach_norm" in ops) == logs, f"step {step}: opt/weight_norm pass {'_foreach_norm' in ops}, logged {logs}"
+        norm_pass = "_foreach_norm" in ops
+        assert norm_pass == logs, f"step {step}: opt/weight_norm pass {norm_pass}, logged {logs}"
 
 
 # ------------------------------------------------------------------------------ torch.compile
