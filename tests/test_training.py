@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
+from optim_reference import sgdr_eta
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from wdlab.cli import main
+from wdlab.cli import build_cli, main
 
 REPO = Path(__file__).resolve().parents[1]
 # Experiment configs only: a component (a model or datamodule that experiment configs name, e.g.
@@ -106,6 +109,53 @@ def test_normalized_decay_changes_at_restarts_and_eta_restarts(in_tmp):
     assert eta[steps[7]] < 0.1
     for s in steps:  # the decay actually applied is eta_t * lambda (the paper's parameterization)
         assert decay[s] == pytest.approx(eta[s] * lam[s], rel=1e-5)
+
+
+class _ZeroGradientShrink(Callback):
+    """Zeroes one parameter's gradient at every step and measures how much the optimizer shrinks it.
+
+    With g = 0 from the start, AdamW's moments stay 0 and its update is only the decay:
+    theta_t = (1 - eta_t * lambda) * theta_{t-1}, so 1 - theta_t / theta_{t-1} is the decay applied.
+    """
+
+    def __init__(self) -> None:
+        self.shrink: dict[int, float] = {}
+
+    def _param(self, pl_module) -> torch.Tensor:
+        return pl_module.net.fc.weight
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self._param(pl_module).grad.zero_()
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._before = self._param(pl_module).detach().double().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        after = self._param(pl_module).detach().double()
+        ratio = (after / self._before)[self._before.abs() > 1e-3]
+        assert torch.allclose(ratio, ratio[0], rtol=0, atol=1e-6)  # one factor for every weight: a pure decay
+        self.shrink[trainer.global_step - 1] = 1.0 - float(ratio.mean())
+
+
+def test_the_decay_applied_to_the_weights_is_eta_times_lambda_and_is_what_opt_decay_logs(in_tmp):
+    """Measured on the weights, not read from the optimizer's fields: a zero-gradient parameter shrinks by
+    eta_t * lambda per step (eta_t from an independent SGDR formula, lambda from Appendix B.1's), and the
+    logged opt/decay is that shrink."""
+    cli = build_cli(["--model.optimizer.name", "adamwr", "--model.optimizer.t0_epochs", "1",
+                     "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3",
+                     "--trainer.logger.init_args.name", "d", "--test_after_fit", "false", *SMALL], run=False)
+    probe = _ZeroGradientShrink()
+    cli.trainer.callbacks.append(probe)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    logged = {e.step: e.value for e in _scalars(_run_dir(in_tmp, "d"))["opt/decay"]}
+    assert sorted(probe.shrink) == sorted(logged) == list(range(24))
+    for step in range(24):
+        period_epochs = 1 if step < 8 else 2
+        lam = 0.025 * math.sqrt(64 / (512 * period_epochs))
+        expected = sgdr_eta(step, 8, 1, 2) * lam
+        assert probe.shrink[step] == pytest.approx(expected, rel=1e-4, abs=1e-7), step
+        assert logged[step] == pytest.approx(probe.shrink[step], rel=1e-4, abs=1e-7), step
+    assert max(probe.shrink.values()) > 0.005  # the decay is large enough to be measured
 
 
 def test_print_config_round_trip_and_overrides(in_tmp, capsys):
