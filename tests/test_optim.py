@@ -271,6 +271,24 @@ def test_adam_l2_is_not_adamw_for_any_rescaling():
     )
     assert best_sgdw < 1e-12
 
+    # The same on wdlab's code: the registry's adam (torch.optim.Adam, L2) against wdlab's AdamW at every lambda.
+    def wdlab_run(cls, **kw) -> np.ndarray:
+        theta = torch.nn.Parameter(torch.tensor(theta0, dtype=torch.float64))
+        opt = cls([theta], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, **kw)
+        path = []
+        for step in range(300):
+            theta.grad = torch.tensor(grad(theta.detach().numpy(), step))
+            opt.step()
+            path.append(theta.detach().numpy().copy())
+        return np.stack(path)
+
+    torch_l2 = wdlab_run(REGISTRY["adam"].optimizer_class, weight_decay=0.05)
+    assert _trajectory_distance(adam_l2, torch_l2) < 1e-10  # the reference is Adam + L2
+    best_wdlab = min(_trajectory_distance(torch_l2, wdlab_run(AdamW, weight_decay=float(v))) for v in lambdas)
+    assert best_wdlab > 0.05
+    assert _trajectory_distance(wdlab_run(AdamW, weight_decay=0.05),
+                                last(adam_reference, alpha=1e-2, lam=lambda s: 0.05, decoupled=True)) < 1e-10
+
     # And directly: the per-coordinate decay Adam-L2 applies differs across coordinates by orders of magnitude.
     no_decay = last(adam_reference, alpha=1e-2, lam=lambda s: 0.0, decoupled=False)
     shrink = np.abs(no_decay[-1] - adam_l2[-1])
