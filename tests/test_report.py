@@ -11,7 +11,13 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
-from wdlab.experiments.report import coupling, heatmaps_from_table, write_sweep_report
+from wdlab.experiments.report import (
+    coupling,
+    heatmaps_from_table,
+    plot_anytime_curves,
+    plot_learning_curves,
+    write_sweep_report,
+)
 from wdlab.experiments.results import find_runs, read_scalars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -146,6 +152,7 @@ def test_report_command_on_sweep_dirs(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "sgd"), "--out", str(tmp_path / "out"), "--top", "5"]) == 0
     out = capsys.readouterr().out
     assert "sgd: coupling slope -1.00 (7 lr rows), top-5 correlation" in out
+    assert "verdict (L2): shows coupling" in out
     assert (tmp_path / "out" / "heatmap.png").is_file()
 
 
@@ -189,6 +196,39 @@ def test_report_command_draws_learning_and_anytime_curves(two_runs: Path, tmp_pa
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert {"runs/learning_curves", "runs/anytime"} <= set(events.Tags()["images"])
+
+
+def test_anytime_axis_is_labelled_at_the_period_ends(two_runs: Path, tmp_path: Path) -> None:
+    figure = plot_anytime_curves(find_runs(two_runs), tmp_path / "anytime.png")
+    (ax,) = figure.axes
+    assert ax.get_xscale() == "log"
+    assert list(ax.get_xticks()) == [1, 3]  # the period ends, not the decades 10^0, 10^1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3"]
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+
+
+def test_learning_curves_legend_is_clear_of_the_curves(two_runs: Path, tmp_path: Path) -> None:
+    figure = plot_learning_curves(find_runs(two_runs), tmp_path / "curves.png")
+    figure.canvas.draw()
+    assert all(ax.get_legend() is None for ax in figure.axes)  # no legend inside a plot
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "end of a period (restart)"]
+    box = legend.get_window_extent()
+    for ax in figure.axes:
+        assert box.y1 <= ax.get_tightbbox().y0  # below each plot, its tick labels included
+
+
+def test_report_reruns_replace_their_tensorboard_events(two_runs: Path, tmp_path: Path, capsys) -> None:
+    _write_csv(tmp_path / "sgd", _rows("sgd", coupled))
+    for _ in range(2):  # a sweep and runs into one folder, twice: one event file of each kind
+        assert main(["report", str(tmp_path / "sgd"), str(two_runs), "--out", str(tmp_path / "out")]) == 0
+    files = sorted(p.name.rsplit(".", 1)[-1] for p in (tmp_path / "out" / "tensorboard").iterdir())
+    assert files == ["curves", "sweep"]
+    events = EventAccumulator(str(tmp_path / "out" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Tags()["images"]
+    assert {"sweep/heatmap/final_test_err", "runs/learning_curves", "runs/anytime"} <= set(images)
+    assert all(len(events.Images(tag)) == 1 for tag in images)
 
 
 def test_find_runs_skips_a_reports_own_tensorboard_folder(two_runs: Path) -> None:

@@ -106,8 +106,8 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     if not args.no_report and counts["complete"]:
         try:
             for heatmap, stats in write_sweep_report([spec.out], spec.out / REPORT_DIR):
-                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f}, top-{stats.top_k} correlation "
-                      f"{stats.correlation:+.2f}", file=sys.stderr)
+                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f} (95 % interval {stats.slope_lo:+.2f} to "
+                      f"{stats.slope_hi:+.2f}, {stats.seeds} seeds): {stats.verdict}", file=sys.stderr)
             print(f"heatmap: {spec.out / REPORT_DIR / 'heatmap.png'}", file=sys.stderr)
         except ResultsError as error:  # e.g. a grid without an lr and a decay axis: the CSV still stands
             print(f"wdlab sweep: no heatmap: {error}", file=sys.stderr)
