@@ -43,7 +43,7 @@ GRID = ["--grid", "model.optimizer.lr=0.1,0.05", "--grid", "model.optimizer.weig
 
 
 def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**(env or os.environ), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if env is None else env
     return subprocess.run(
         [sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -104,8 +104,9 @@ def test_grid_preset_from_config(tmp_path: Path) -> None:
 # -- end to end --------------------------------------------------------------------------------------
 def test_tiny_sweep_end_to_end(base: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
+    unthreaded = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the sweep sets it per cell
     done = sweep(["--config", str(base), *GRID, "--out", str(out), "--jobs", "2", "--data.init_args.augment", "false"],
-                 cwd=tmp_path)
+                 cwd=tmp_path, env=unthreaded)
     assert done.returncode == 0, done.stderr
     assert "4/4 cells done, 0 failed" in done.stderr
     rows = results(out)
@@ -119,6 +120,9 @@ def test_tiny_sweep_end_to_end(base: Path, tmp_path: Path) -> None:
         scalars = read_scalars(run_dir)  # each cell is a real run with its own events, config and checkpoint
         assert float(row["final_test_err"]) == pytest.approx(scalars["test/err"][-1][1], abs=1e-6)
         assert float(row["final_train_loss"]) == pytest.approx(scalars["train/loss"][-1][1], rel=1e-5)
+        # --jobs 2 on CPU: each cell gets its share of the cores
+        threads = max(1, (os.cpu_count() or 1) // 2)
+        assert f"OMP_NUM_THREADS={threads} " in (run_dir / "cell.log").read_text()
         assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
         # the grid values and the pass-through option reached the cell
         config = (run_dir / "config.yaml").read_text()
@@ -195,6 +199,32 @@ def test_interrupted_sweep_resumes_the_interrupted_cell_from_its_checkpoint(base
     log = (first_cell / "cell.log").read_text()
     assert commands_run(first_cell) == 2 and "resuming from" in log  # continued from last.ckpt, not restarted
     assert [step for step, _ in read_scalars(first_cell)["test/err"]] == [12]
+    for row in rows.values():  # the evaluation set is the test set: the best per-epoch error, the final one included
+        scalars = read_scalars(Path(row["run_dir"]))
+        errors = [v for _, v in [*scalars["val/err"], *scalars["test/err"]]]
+        assert len(errors) >= 6 and float(row["best_test_err"]) == pytest.approx(min(errors), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_cells_at_a_batch_end_and_exits_130(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    args = ["--config", str(base), "--grid", "model.optimizer.lr=0.1,0.05", "--out", str(out),
+            "--trainer.max_epochs", "6"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", *args], cwd=tmp_path,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/checkpoints/last.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, "the first cell never wrote a checkpoint"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the sweep (the cells run in their own sessions)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "stopped; re-run the same command to resume" in stderr
+    states = sorted(r["state"] for r in results(out))
+    assert states == ["failed", "pending"], states
+    interrupted = next(r for r in results(out) if r["state"] == "failed")
+    assert "interrupted" in interrupted["error"]
 
 
 def test_jobs_take_the_visible_gpus_in_turn(base: Path, tmp_path: Path) -> None:
