@@ -246,7 +246,17 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
     typo = sweep(["--config", str(base), *GRID, "--out", str(out), "--trainer.max_epocs", "2"], cwd=tmp_path)
     assert typo.returncode == 2
     assert "wdlab sweep: error: the cells' configuration is invalid" in typo.stderr
+    assert "max_epocs" in typo.stderr.strip().splitlines()[-1]  # the reason, not a cut-off "Parser key" line
     assert not out.exists()
+    # An error every cell shares that only building the objects finds: the base sets weight_decay, and a
+    # weight_decay_norm grid adds the other parameterization. Found once, before the study is created.
+    both = sweep(["--config", str(base), "--grid", "model.optimizer.weight_decay_norm=0.025,0.05", "--out", str(out)],
+                 cwd=tmp_path)
+    lines = [line for line in both.stderr.splitlines() if line.strip()]
+    assert both.returncode == 2, both.stderr
+    assert lines == ["wdlab sweep: error: the cells' configuration is invalid: give either weight_decay (raw lambda) "
+                     "or weight_decay_norm (normalized lambda), not both"], both.stderr
+    assert not out.exists()  # nothing written, and the folder is not locked to these arguments
     for args, message in (
         (["--config", str(tmp_path / "missing.yaml"), *GRID], "does not exist"),
         (["--config", str(base)], "no grid"),

@@ -12,17 +12,12 @@ options override it), built by the same LightningCLI.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
-import io
-import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -79,25 +74,9 @@ def _usable_config(config: str, tmpdir: Callable[[], str]) -> str:
     return str(copy)
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info lines (seed, GPU available, tips) and warnings about the unused trainer."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def _build(configs: Sequence[str], overrides: Sequence[str]) -> tuple[Any, Any]:
     """``(model, datamodule)`` from the configs and overrides, as ``wdlab fit`` would build them."""
-    from wdlab.cli.lightning import build_cli
+    from wdlab.cli.lightning import ConfigError, build_from_options
 
     tmp: list[str] = []
 
@@ -111,19 +90,10 @@ def _build(configs: Sequence[str], overrides: Sequence[str]) -> tuple[Any, Any]:
         for config in configs:
             args += ["--config", _usable_config(config, tmpdir)]
         args += [*overrides, *_NEUTRAL_TRAINER]
-        captured = io.StringIO()
         try:
-            with _quiet_lightning(), contextlib.redirect_stderr(captured):
-                cli = build_cli(args, run=False)
-        except SystemExit as exit_:  # jsonargparse: usage + "error: ..." on stderr
-            if not exit_.code:
-                sys.stderr.write(captured.getvalue())
-                raise
-            text = captured.getvalue()
-            match = re.search(r"^error:(.*)", text, re.MULTILINE | re.DOTALL)
-            message = match.group(1) if match else text
-            raise EnsembleError(f"the model/data config: {' '.join(message.split())}") from None
-        sys.stderr.write(captured.getvalue())
+            cli = build_from_options(args)
+        except ConfigError as error:
+            raise EnsembleError(f"the model/data config: {error}") from None
     finally:
         if tmp:
             shutil.rmtree(tmp[0], ignore_errors=True)

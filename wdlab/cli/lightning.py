@@ -13,8 +13,13 @@ What wdlab adds to LightningCLI, all of it editing the parsed config or the subc
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -28,7 +33,11 @@ from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoin
 from wdlab.training.fastpaths import cuda_trainer_defaults
 from wdlab.training.resume import resolve_ckpt_path, run_directory
 
-__all__ = ["WdlabCLI", "build_cli", "main", "pin_logger_version"]
+__all__ = ["ConfigError", "WdlabCLI", "build_cli", "build_from_options", "main", "pin_logger_version"]
+
+
+class ConfigError(ValueError):
+    """A configuration LightningCLI rejects, or whose model/data/trainer cannot be built (one line)."""
 
 
 def pin_logger_version(logger_config: Any) -> None:
@@ -132,6 +141,45 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
         parser_kwargs={"prog": "wdlab"},
         run=run,
     )
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's info lines (seed, GPU available, tips) and warnings about an unused trainer."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def build_from_options(args: Sequence[str]) -> WdlabCLI:
+    """Model, datamodule and trainer from ``--config X --key value ...`` options, built and not run.
+
+    Raises :class:`ConfigError` with the parser's or the constructor's reason on one line (jsonargparse
+    prints a usage block and a multi-line error; only the error is kept).
+    """
+    captured = io.StringIO()
+    try:
+        with _quiet_lightning(), contextlib.redirect_stderr(captured):
+            cli = build_cli(args, run=False)
+    except SystemExit as exit_:  # jsonargparse: usage + "error: ..." on stderr
+        if not exit_.code:
+            sys.stderr.write(captured.getvalue())
+            raise
+        text = captured.getvalue()
+        match = re.search(r"^error:(.*)", text, re.MULTILINE | re.DOTALL)
+        raise ConfigError(" ".join((match.group(1) if match else text).split())) from None
+    except (ValueError, TypeError) as error:  # a constructor's own check, e.g. the optimizer's hyperparameters
+        raise ConfigError(" ".join(str(error).split()) or type(error).__name__) from None
+    sys.stderr.write(captured.getvalue())
+    return cli
 
 
 def main(args: Sequence[str] | None) -> int:

@@ -73,6 +73,22 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return own, passthrough
 
 
+def check_cells_build(spec: SweepSpec) -> None:
+    """Build the first cell's model, datamodule and trainer in this process (nothing is trained or written).
+
+    A configuration error every cell shares (e.g. a ``weight_decay`` grid on a config that sets
+    ``weight_decay_norm``) is found here, in one line, before the study records the sweep.
+    """
+    from wdlab.cli.lightning import ConfigError, build_from_options
+
+    options = spec.fit_args(spec.cells[0])
+    options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
+    try:
+        build_from_options(options)
+    except ConfigError as error:
+        raise SweepError(f"the cells' configuration is invalid: {error}") from None
+
+
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
     own, passthrough = split_passthrough(argv)
@@ -98,6 +114,7 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     spec = SweepSpec(configs=configs, grid=grid, seeds=list(range(n_seeds)), passthrough=passthrough,
                      out=Path(args.out))
     check_cell_config(spec)
+    check_cells_build(spec)
     sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
     counts = sweep.run(progress=progress)
     results = sweep.write_results()

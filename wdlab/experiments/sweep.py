@@ -553,9 +553,10 @@ def check_cell_config(spec: SweepSpec) -> dict[str, Any]:
     command = [sys.executable, "-m", "wdlab", "fit", *spec.fit_args(spec.cells[0]), "--print_config"]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        lines = [line for line in completed.stderr.splitlines() if line.strip()]
-        message = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
-        raise SweepError(f"the cells' configuration is invalid: {message.strip()}")
+        text = completed.stderr
+        match = re.search(r"^(?:wdlab: )?error:(.*)", text, re.MULTILINE | re.DOTALL)  # the reason, all its lines
+        message = " ".join((match.group(1) if match else text).split())
+        raise SweepError(f"the cells' configuration is invalid: {message}")
     config = yaml.safe_load(completed.stdout) or {}
     logger = (config.get("trainer") or {}).get("logger")
     if not (isinstance(logger, dict) and "TensorBoardLogger" in str(logger.get("class_path", ""))):
