@@ -168,8 +168,10 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated, corrupt, not a torch file, unpicklable class, ...
-        detail = " ".join(str(error).split()) or type(error).__name__
-        raise EnsembleError(f"{path}: not a loadable checkpoint, corrupt or truncated? ({detail[:200]})") from error
+        lines = str(error).strip().splitlines()
+        detail = f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__
+        raise EnsembleError(f"{path}: not a loadable checkpoint: truncated or corrupt ({detail}); pass the run's "
+                            "other snapshots or its last.ckpt") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise EnsembleError(f"{path}: not a Lightning checkpoint (no state_dict)")
     return checkpoint

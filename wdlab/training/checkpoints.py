@@ -188,14 +188,15 @@ def check_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = No
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
         if bad is not None:
-            raise CheckpointError(f"checkpoint {path} is corrupt (bad CRC in {bad}); resume from another checkpoint")
+            raise CheckpointError(f"checkpoint {path} is corrupt (bad CRC in {bad}); use another checkpoint of the run "
+                                  "(an earlier snapshot, or last.ckpt)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {str(error).splitlines()[0]}); "
-            "resume from another checkpoint (e.g. a snapshot) or start a new run"
+            "use another checkpoint of the run (an earlier snapshot, or last.ckpt)"
         ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _REQUIRED_KEYS):
         missing = [k for k in _REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
