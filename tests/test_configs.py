@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from wdlab.cli import main
+from wdlab.experiments.sweep import parse_value
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -77,11 +78,20 @@ FIG1_SCHEDULES = {"fixed": ("constant", None), "stepdrop": ("multistep", [30, 60
 SWEEP_PRESETS = {k for k in EXPECTED if k.startswith(("cifar10/fig1", "cifar10/fig2", "cifar10/fig3", "fig2_small/"))}
 
 
+#: Folders whose configs are checked by their own tests below (the replication suite has its own components).
+SUITES = ("replication",)
+
+
+def _is_component(path: Path) -> bool:
+    """A component is one class (``class_path`` at its top level), named by experiment configs."""
+    return "class_path" in (yaml.safe_load(path.read_text()) or {})
+
+
 def _experiment_configs() -> list[str]:
     return sorted(
         str(p.relative_to(CONFIGS))
         for p in CONFIGS.rglob("*.yaml")
-        if p.relative_to(CONFIGS).parts[0] not in COMPONENT_DIRS
+        if p.relative_to(CONFIGS).parts[0] not in (*COMPONENT_DIRS, *SUITES)
     )
 
 
@@ -152,3 +162,23 @@ def test_component_paths_are_relative_to_the_config_not_the_working_directory(tm
     assert Path.cwd() == tmp_path  # parsing a config visits its directory and comes back
     assert from_repo["model"]["net"]["init_args"]["base_width"] == 96
     assert from_repo["data"]["init_args"]["root"] == "data/cifar10"  # still relative to the working directory
+
+
+# -- the replication suite (docs/replication/) ----------------------------------------------------------------
+REPLICATION = sorted(p for p in (CONFIGS / "replication").glob("*.yaml") if not _is_component(p))
+
+
+@pytest.mark.parametrize("path", REPLICATION, ids=lambda p: p.name)
+def test_replication_configs_resolve_and_their_fig2_presets_can_answer(path, capsys):
+    text = path.read_text()
+    assert text.startswith("#"), "each config states in a comment what it is, why these sizes, and its commands"
+    raw = yaml.safe_load(text)
+    config = resolve(path, capsys)
+    assert config["model"]["net"]["class_path"].startswith("wdlab.models.")
+    assert config["data"]["class_path"] == "wdlab.data.BuiltinDataModule"  # runs anywhere, no files needed
+    if path.name.startswith("fig2_"):  # the Fig. 2 panels: a grid a reviewer would accept (issue 12)
+        grid = raw["sweep"]["grid"]
+        decays = [float(parse_value(v) if isinstance(v, str) else v) for v in grid["model.optimizer.weight_decay"]]
+        assert 0.0 in decays and len([d for d in decays if d > 0]) >= 4, "a lambda = 0 column and a decay axis"
+        assert len(grid["model.optimizer.lr"]) >= 4 and raw["sweep"]["seeds"] >= 3
+        assert config["data"]["init_args"]["num_test"] >= 5000  # binomial noise under 0.7 points
