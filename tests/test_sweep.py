@@ -161,6 +161,16 @@ def test_failing_cell_is_recorded_and_rerun_on_the_next_invocation(base: Path, t
     assert "base_width" in bad["error"]  # the cell's own one-line error, from its log
     assert "base_width" in (out / "base_width_0__seed_0" / "cell.log").read_text()
 
+    # --results_only: results.csv from the study as it stands, and no cell is started
+    written = (out / "results.csv").read_text()
+    (out / "results.csv").unlink()
+    snapshot = sweep([*args, "--results_only"], cwd=tmp_path)
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert (out / "results.csv").read_text() == written
+    assert commands_run(out / "base_width_0__seed_0") == commands_run(out / "base_width_4__seed_0") == 1
+    nothing = sweep([*args[:-1], str(tmp_path / "elsewhere"), "--results_only"], cwd=tmp_path)
+    assert nothing.returncode == 2 and "holds no sweep yet" in nothing.stderr
+
     second = sweep(args, cwd=tmp_path)
     assert second.returncode == 1
     assert "1 done, 1 to re-run, 0 to start" in second.stderr

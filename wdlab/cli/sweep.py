@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grace_period", type=int, default=120,
                         help="seconds without a heartbeat after which a running cell counts as dead and is re-run")
     parser.add_argument("--no_report", action="store_true", help="do not draw the heatmaps at the end")
+    parser.add_argument("--results_only", action="store_true",
+                        help="write OUT/results.csv from the study as it stands (cells so far) and run nothing")
     return parser
 
 
@@ -59,7 +61,7 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         token = argv[i]
         name = token.split("=", 1)[0]
         takes_value = name in OWN_OPTIONS and "=" not in token
-        target = own if name in (*OWN_OPTIONS, "--no_report", "-h", "--help") else passthrough
+        target = own if name in (*OWN_OPTIONS, "--no_report", "--results_only", "-h", "--help") else passthrough
         if target is passthrough and not token.startswith("--"):
             raise SweepError(f"unexpected argument {token!r}: options are passed to the cells as --key value")
         target.append(token)
@@ -113,6 +115,12 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         raise SweepError("--seeds must be at least 1")
     spec = SweepSpec(configs=configs, grid=grid, seeds=list(range(n_seeds)), passthrough=passthrough,
                      out=Path(args.out))
+    if args.results_only:  # e.g. while the sweep runs elsewhere: its cells so far, nothing started
+        if not (spec.out.is_dir() or args.storage):
+            raise SweepError(f"--results_only: {spec.out} holds no sweep yet; run the sweep first")
+        path = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period).write_results()
+        print(f"wdlab sweep: results of the cells so far in {path}", file=sys.stderr)
+        return 0
     check_cell_config(spec)
     check_cells_build(spec)
     sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
