@@ -296,3 +296,26 @@ def test_a_missing_database_driver_names_the_package_to_install(base: Path, tmp_
     assert lines[-1].startswith("wdlab sweep: error: cannot open storage postgresql+psycopg2://"), done.stderr
     assert "pip install psycopg2-binary" in lines[-1]
     assert not any(p.name.startswith("lr_") for p in out.glob("*")), "no cell ran"
+
+
+def test_workers_racing_to_create_the_schema_retry_instead_of_failing() -> None:
+    from wdlab.experiments import sweep as sweep_module
+
+    calls: list[int] = []
+
+    def lost_the_race_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:  # what PostgreSQL answers the worker that lost the CREATE TYPE race
+            raise RuntimeError('(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint')
+        return "study"
+
+    assert sweep_module._retry_concurrent_setup(lost_the_race_twice) == "study" and len(calls) == 3
+
+    def other_error() -> None:
+        calls.append(1)
+        raise RuntimeError("connection refused")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="connection refused"):
+        sweep_module._retry_concurrent_setup(other_error)
+    assert len(calls) == 1  # no retry for anything else

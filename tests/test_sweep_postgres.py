@@ -21,30 +21,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_sweep import BASE, GRID
 
 pytestmark = pytest.mark.slow
 
-# A cell: PreActResNet-8 of width 4 on 256 built-in images for 3 epochs: long enough to be killed mid-cell.
-BASE = """\
-seed_everything: 0
-trainer:
-  max_epochs: 3
-  accelerator: cpu
-  devices: 1
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-model:
-  net:
-    class_path: wdlab.models.PreActResNet
-    init_args: {depth: 8, base_width: 4, num_classes: 10}
-  optimizer: {name: sgdw, lr: 0.05, weight_decay: 0.001, schedule: cosine}
-data:
-  class_path: wdlab.data.BuiltinDataModule
-  init_args: {batch_size: 32, num_train: 256, num_test: 64, seed: 0}
-snapshots: {save: false}
-"""
-GRID = ["--grid", "model.optimizer.lr=0.1,0.05", "--grid", "model.optimizer.weight_decay=0.001,0.002"]
+# test_sweep's cell (PreActResNet-8 of width 4), on 256 images for 3 epochs: long enough to be killed mid-cell.
+LONGER = ["--trainer.max_epochs", "3", "--data.init_args.num_train", "256"]
 GRACE_S = 3
 
 
@@ -111,7 +93,7 @@ def _cells(pid: int) -> list[int]:
 
 
 def _worker(base: Path, out: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, "--out", str(out),
+    command = [sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, *LONGER, "--out", str(out),
                "--storage", url, "--grace_period", str(GRACE_S), "--no_report"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=base.parent, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

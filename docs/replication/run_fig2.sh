@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fig. 2 of the replication suite: the four lr x weight-decay panels (SGD, SGDW, Adam, AdamW), 72 cells each.
+# Fig. 2 of the replication suite: the four lr x weight-decay panels (SGD, SGDW, Adam, AdamW), 72 cells each
+# (PANELS="..." for others, e.g. run_fig2_normonly.sh).
 # Resumable: re-running this script skips finished cells and continues interrupted ones from their last.ckpt.
 #   nohup bash docs/replication/run_fig2.sh > runs/replication/fig2.log 2>&1 &
 # JOBS=2 (both cores free) halves the wall time; the default 1 leaves one core for other work. One thread per cell.
@@ -8,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../.."
 JOBS="${JOBS:-1}"
 export OMP_NUM_THREADS=1
-for panel in sgd sgdw adam adamw; do
+for panel in ${PANELS:-sgd sgdw adam adamw}; do
   echo "== $(date -Is) fig2_$panel (jobs $JOBS)"
   # A fresh checkout has no runs/: start from the study saved by progress.sh (the cells done so far).
   if [ ! -f "runs/replication/fig2_$panel/sweep.db" ] && [ -f "docs/replication/fig2_$panel/sweep.db" ]; then

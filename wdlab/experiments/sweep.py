@@ -282,6 +282,40 @@ def driver_hint(url: str) -> str:
     return f"the {driver} driver for {parsed.get_backend_name()} is missing: install it with pip"
 
 
+#: Attempts at creating the storage's tables or the study when other workers may be doing the same.
+SETUP_ATTEMPTS = 8
+
+
+def _retry_concurrent_setup(create: Any) -> Any:
+    """``create()``, again after a short pause if another worker created the same tables or study first.
+
+    Workers started together on an empty database (a SLURM array) race to create Optuna's schema: the
+    losers get a unique-constraint error from the database ("already exists"); the tables are there then.
+    """
+    for attempt in range(SETUP_ATTEMPTS):
+        try:
+            return create()
+        except Exception as error:
+            text = f"{type(error).__name__}: {error}"
+            if attempt == SETUP_ATTEMPTS - 1 or not re.search(r"IntegrityError|UniqueViolation|already exists", text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _open_storage(url: str, engine_kwargs: dict[str, Any], heartbeat_interval: int, grace_period: int) -> Any:
+    try:
+        return _retry_concurrent_setup(
+            lambda: optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+            )
+        )
+    except (ImportError, ModuleNotFoundError) as error:
+        raise SweepError(f"cannot open storage {url}: {error} ({driver_hint(url)})") from None
+    except Exception as error:
+        raise SweepError(f"cannot open storage {url}: {type(error).__name__}: {error}") from None
+
+
 class Sweep:
     """One worker of a sweep: runs cells picked by Optuna until none is left or it is stopped."""
 
@@ -301,20 +335,12 @@ class Sweep:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         url = storage or f"sqlite:///{(spec.out / DATABASE).resolve()}"
         engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-        try:
-            self.storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=self.heartbeat_interval,
-                grace_period=grace_period,
-            )
-        except (ImportError, ModuleNotFoundError) as error:
-            raise SweepError(f"cannot open storage {url}: {error} ({driver_hint(url)})") from None
-        except Exception as error:
-            raise SweepError(f"cannot open storage {url}: {type(error).__name__}: {error}") from None
+        self.storage = _open_storage(url, engine_kwargs, self.heartbeat_interval, grace_period)
         name = study_name or spec.out.resolve().name
         sampler = SweepGridSampler(spec.search_space(), seed=0)
-        self.study = optuna.create_study(study_name=name, storage=self.storage, sampler=sampler, load_if_exists=True)
+        self.study = _retry_concurrent_setup(
+            lambda: optuna.create_study(study_name=name, storage=self.storage, sampler=sampler, load_if_exists=True)
+        )
         fingerprint = spec.fingerprint()
         recorded = self.study.user_attrs.get(SPEC_ATTR)
         if recorded is None:
