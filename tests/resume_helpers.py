@@ -20,6 +20,19 @@ class SigtermAtStep(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SignalAtBatch(Callback):
+    """Sends this process a real ``signum`` (a name: SIGTERM, SIGINT) while training batch number ``batch``
+    (1-based, counted over the whole run) is computed; with ``rank``, only in that process of a DDP group."""
+
+    def __init__(self, batch: int, signum: str = "SIGTERM", rank: int | None = None) -> None:
+        self.batch, self.signum, self.rank, self.seen = batch, signum, rank, 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self.seen += 1
+        if self.seen == self.batch and (self.rank is None or trainer.global_rank == self.rank):
+            os.kill(os.getpid(), getattr(signal, self.signum))
+
+
 class TraceSteps(Callback):
     """Prints, at every batch start, the step, a weight checksum, the RNG state hash and the batch labels."""
 

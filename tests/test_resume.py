@@ -5,6 +5,7 @@ streams and snapshot records -- on CPU in deterministic mode. Plus the run direc
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from wdlab.cli import main
+from wdlab.cli.lightning import resume_command
 
 REPO = Path(__file__).resolve().parents[1]
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
@@ -165,6 +167,83 @@ def test_external_sigterm_to_the_console_script_then_resume(uninterrupted, tmp_p
     assert 4 <= step < STEPS
     resumed = subprocess.run([*args[:-1], "--ckpt_path", "last"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
+                      _training_state(_load(last)))
+
+
+# -- gradient accumulation: 320 images / batch 64 = 5 batches per epoch; accumulate 2 -> windows of 2, 2 and
+# (the epoch's last batch) 1: 3 updates per epoch, 9 in all; the first period ends with update 3 (epoch 1).
+ACCUMULATE = ["--data.init_args.num_train", "320", "--trainer.accumulate_grad_batches", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_accumulating(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("uninterrupted_accumulating")
+    assert _fit(cwd, *ACCUMULATE) == 0
+    run_dir = cwd / "runs" / "quickstart"
+    assert _load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 9
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("signal_at_batch", "stopped_at_step"),
+    [
+        (1, 1),  # mid-window: the window (batches 1-2) is finished first
+        (3, 2),  # mid-window, in the middle of the epoch
+        (4, 2),  # at a window end
+        (5, 3),  # the epoch's last batch: a window of one, the period's last update (the restart)
+        (6, 4),  # the first batch after the restart, mid-window
+    ],
+)
+def test_sigterm_with_gradient_accumulation_finishes_the_window(
+    uninterrupted_accumulating, tmp_path, signal_at_batch, stopped_at_step, capsys
+):
+    """A signal inside an accumulation window stops after the window's update (the half-accumulated
+    gradient is not in any checkpoint); resuming is then exact."""
+    assert _fit(tmp_path, *ACCUMULATE, "--trainer.callbacks+=resume_helpers.SignalAtBatch",
+                f"--trainer.callbacks.batch={signal_at_batch}") == 0
+    err = capsys.readouterr().err
+    assert f"stopped by SIGTERM at epoch {(stopped_at_step - 1) // 3}, step {stopped_at_step}" in err
+    run_dir = tmp_path / "runs" / "quickstart"
+    stopped = _load(run_dir / "checkpoints" / "last.ckpt")
+    assert stopped["global_step"] == stopped_at_step
+    assert _fit(tmp_path, *ACCUMULATE, "--ckpt_path", "last") == 0
+    _assert_identical(_training_state(_load(uninterrupted_accumulating / "checkpoints" / "last.ckpt")),
+                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+
+
+def test_the_resume_hint_replaces_a_given_ckpt_path():
+    assert resume_command(["fit", "--config", "c.yaml"]) == "wdlab fit --config c.yaml --ckpt_path last"
+    assert (resume_command(["fit", "--ckpt_path", "runs/x/snapshots/period-1-epoch-30.ckpt", "--trainer.max_epochs",
+                            "70"]) == "wdlab fit --ckpt_path last --trainer.max_epochs 70")
+    assert resume_command(["fit", "--ckpt_path=a b.ckpt"]) == "wdlab fit --ckpt_path last"
+    assert resume_command(["fit", "--ckpt_path", "auto"]) == "wdlab fit --ckpt_path auto"
+
+
+def test_ctrl_c_from_another_process_saves_and_resumes_exactly(uninterrupted, tmp_path):
+    """SIGINT (Ctrl-C) to the console script does what SIGTERM does -- finish the step, save last.ckpt,
+    print the resume command -- and exits 130; the resumed run is exact."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(Path(__file__).parent))
+    # Started from a snapshot-free --ckpt_path auto: the hint must keep it, not add a second --ckpt_path.
+    args = [WDLAB, *RUN, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--ckpt_path", "auto",
+            "--trainer.callbacks+=resume_helpers.SlowSteps"]
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    last = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-3000:]
+    step = _load(last)["global_step"]
+    assert 4 <= step < STEPS
+    hint = re.search(r"stopped by Ctrl-C at epoch \d+, step (\d+) \(saved .*last\.ckpt\); resume with: (.*)", output)
+    assert hint is not None, output[-3000:]
+    assert int(hint.group(1)) == step
+    assert hint.group(2).count("--ckpt_path") == 1 and "--ckpt_path auto" in hint.group(2)
+    resumed = subprocess.run(args[:-1], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
                       _training_state(_load(last)))

@@ -5,24 +5,55 @@ ImageNet32x32 cache). Plain Python; no torch, no Lightning.
 A write goes to ``<name>.tmp-<pid>`` next to the target, is flushed and fsynced, and is then
 renamed over the target with ``os.replace`` (atomic on POSIX within one filesystem), and the
 directory is fsynced so the rename itself survives a power cut. A kill at any moment leaves
-either the old file or the new one, never a mix, and no temporary file behind.
+either the old file or the new one, never a mix. A writer that is SIGKILLed mid-write cannot remove
+its staging file; the next write of the same target removes the staging files of processes that
+no longer run, so at most one is ever left behind (none of them ends in the target's suffix).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "fsync_directory", "fsync_file", "replace_all", "temporary_name"]
+__all__ = [
+    "atomic_write",
+    "fsync_directory",
+    "fsync_file",
+    "remove_stale_staging",
+    "replace_all",
+    "temporary_name",
+]
 
 
 def temporary_name(target: str | os.PathLike[str]) -> Path:
     """The staging file for ``target``: same directory (so the rename stays on one filesystem), per process."""
     target = Path(target)
     return target.with_name(f"{target.name}.tmp-{os.getpid()}")
+
+
+def remove_stale_staging(target: str | os.PathLike[str]) -> None:
+    """Remove ``<target>.tmp-<pid>`` files left by killed writers (pids that no longer run on this host)."""
+    target = Path(target)
+    prefix = f"{target.name}.tmp-"
+    for staging in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = staging.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_runs(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def fsync_file(handle: IO[Any]) -> None:
@@ -56,6 +87,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", **open_kwargs: 
         raise ValueError(f"atomic_write opens files for writing ('w' or 'wb'), got mode {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target)
     staging = temporary_name(target)
     try:
         with open(staging, mode, **open_kwargs) as handle:

@@ -17,6 +17,8 @@ import contextlib
 import io
 import logging
 import re
+import shlex
+import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,10 +32,20 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from wdlab.cli.errors import report_errors
 from wdlab.data import DatasetError
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
+from wdlab.training.checkpoints import Preempted
 from wdlab.training.fastpaths import cuda_trainer_defaults
-from wdlab.training.resume import resolve_ckpt_path, run_directory
+from wdlab.training.resume import is_rank_zero_process, resolve_ckpt_path, run_directory
 
-__all__ = ["ConfigError", "WdlabCLI", "build_cli", "build_from_options", "main", "pin_logger_version"]
+__all__ = [
+    "STOP_EXIT_STATUS",
+    "ConfigError",
+    "WdlabCLI",
+    "build_cli",
+    "build_from_options",
+    "main",
+    "pin_logger_version",
+    "resume_command",
+]
 
 
 class ConfigError(ValueError):
@@ -182,14 +194,44 @@ def build_from_options(args: Sequence[str]) -> WdlabCLI:
     return cli
 
 
+#: Exit status of ``wdlab fit`` stopped by a signal, after ``last.ckpt`` was saved: SIGTERM is the
+#: scheduler's request to stop (0, a clean stop); Ctrl-C is the shell's convention 128 + SIGINT.
+STOP_EXIT_STATUS = {signal.SIGTERM: 0, signal.SIGINT: 130}
+
+
+def resume_command(args: Sequence[str]) -> str:
+    """The command that resumes a stopped ``wdlab ARGS``: ``--ckpt_path last`` in place of any ``--ckpt_path``
+    given (``auto`` stays: it already resumes)."""
+    resumed: list[str] = []
+    given = False
+    arguments = iter(args)
+    for arg in arguments:
+        if arg == "--ckpt_path" or arg.startswith("--ckpt_path="):
+            value = arg.partition("=")[2] if "=" in arg else next(arguments, "")
+            resumed += ["--ckpt_path", "auto" if value == "auto" else "last"]
+            given = True
+        else:
+            resumed.append(arg)
+    if not given:
+        resumed += ["--ckpt_path", "last"]
+    return shlex.join(["wdlab", *resumed])
+
+
 def main(args: Sequence[str] | None) -> int:
     """``wdlab fit|validate|test|predict ARGS`` (``None``: from ``sys.argv``); returns the exit status."""
 
     def command() -> int:
         try:
             build_cli(args, run=True)
-        except SIGTERMException:  # preempted: last.ckpt has been written (see ResumableCheckpoint)
-            print("wdlab: stopped by SIGTERM; resume with the same command plus --ckpt_path last", file=sys.stderr)
+        except Preempted as stopped:  # last.ckpt holds the state after the last whole step
+            if is_rank_zero_process():
+                name = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
+                given = sys.argv[1:] if args is None else list(args)
+                print(f"wdlab: stopped by {name} at epoch {stopped.epoch}, step {stopped.step} (saved {stopped.path}); "
+                      f"resume with: {resume_command(given)}", file=sys.stderr)
+            return STOP_EXIT_STATUS.get(stopped.signum, 0)
+        except SIGTERMException:  # Lightning's own SIGTERM stop (a signal outside the training loop)
+            print("wdlab: stopped by SIGTERM before training started; nothing was saved", file=sys.stderr)
         return 0
 
     return report_errors("wdlab", (DatasetError, ValueError), command)

@@ -1,6 +1,12 @@
 """Training: the LightningModule composing wdlab.optim, wdlab.models and wdlab.data, and its callbacks."""
 
-from wdlab.training.checkpoints import AtomicCheckpointIO, CheckpointError, ResumableCheckpoint, check_checkpoint
+from wdlab.training.checkpoints import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    Preempted,
+    ResumableCheckpoint,
+    check_checkpoint,
+)
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.module import ImageClassifier
 from wdlab.training.snapshots import AnytimeSnapshots
@@ -11,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "ErrorRate",
     "ImageClassifier",
+    "Preempted",
     "ResumableCheckpoint",
     "check_checkpoint",
 ]

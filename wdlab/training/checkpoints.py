@@ -6,8 +6,9 @@ and a clear verdict on a checkpoint before a run resumes from it.
   default stages the file in the system temp dir and *copies* it across when that is another
   filesystem, which is not atomic.)
 * :class:`ResumableCheckpoint` is Lightning's ``ModelCheckpoint`` (``last.ckpt`` at every epoch end
-  by default) plus ``last_every_n_steps`` and preemption handling: on SIGTERM it saves ``last.ckpt``
-  at the end of the current training batch on every rank and stops the run.
+  by default) plus ``last_every_n_steps`` and preemption handling: on SIGTERM or Ctrl-C it saves
+  ``last.ckpt`` at the end of the current optimizer step on every rank and stops the run
+  (:class:`Preempted`).
 * :func:`check_checkpoint` opens a checkpoint the way a resume would and raises
   :class:`CheckpointError` (one line, with the fix) if it is truncated, corrupt, not a Lightning
   training checkpoint, or written for a different model.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab._io import atomic_write
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "ResumableCheckpoint", "check_checkpoint"]
+__all__ = [
+    "STOP_SIGNALS",
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "Preempted",
+    "ResumableCheckpoint",
+    "check_checkpoint",
+]
 
 
 class CheckpointError(ValueError):
@@ -51,9 +60,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, handle)
 
 
+class Preempted(SIGTERMException):
+    """Training stopped by a signal after ``last.ckpt`` was written with the state of a whole step.
+
+    A :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException`, so Lightning treats it as its
+    own preemption; ``wdlab fit`` turns it into the resume hint and the exit status of :attr:`signum`.
+    """
+
+    def __init__(self, signum: int, path: Path, epoch: int, step: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at epoch {epoch}, step {step}; saved {path}")
+        self.signum, self.path, self.epoch, self.step = signum, path, epoch, step
+
+
+#: The signals that stop training cleanly: what schedulers send (SIGTERM) and Ctrl-C (SIGINT).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class ResumableCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` is written at every epoch end, optionally every N steps,
-    and on SIGTERM. It also makes every checkpoint write of the trainer atomic.
+    and on SIGTERM or Ctrl-C. It also makes every checkpoint write of the trainer atomic.
 
     Args:
         save_last: keep ``<dirpath>/last.ckpt`` up to date (the file ``--ckpt_path last`` resumes from).
@@ -61,29 +86,43 @@ class ResumableCheckpoint(ModelCheckpoint):
             a top-k checkpoint is, and always under the same name (no ``last-v1.ckpt``).
         last_every_n_steps: also write ``last.ckpt`` every this many optimizer steps (for long epochs,
             e.g. ImageNet32x32: 10,010 steps per epoch at batch 128). ``None``: epoch ends only.
+        agree_every_n_steps: under DDP, how often (in optimizer steps) the ranks agree on whether one
+            of them received a stop signal: one all-reduce of a flag. A signal to any rank stops every
+            rank at the same batch, at most this many steps later. Ignored in a single process, which
+            stops at the end of the step it is in.
         **kwargs: the other arguments of :class:`lightning.pytorch.callbacks.ModelCheckpoint`
             (``monitor``, ``save_top_k``, ``filename``, ... for best-k checkpoints).
 
-    Preemption: a SIGTERM (what cloud schedulers, SLURM and ``docker stop`` send) lets the current
-    training batch finish, then ``last.ckpt`` is written with the exact state after that batch
-    (weights, optimizer, schedule position, data position, RNG streams, callback states) and the
-    run stops by raising Lightning's ``SIGTERMException`` (``wdlab fit`` turns it into a clean exit).
-    Under DDP the ranks agree on stopping with one all-reduce of a flag per step.
+    Preemption: on SIGTERM (what cloud schedulers, SLURM and ``docker stop`` send) or SIGINT (Ctrl-C)
+    training goes on to the end of the current optimizer step -- with ``accumulate_grad_batches`` > 1
+    that is the end of the accumulation window, so no half-accumulated gradient is lost -- then
+    ``last.ckpt`` is written with the exact state after that step (weights, optimizer, schedule
+    position, data position, RNG streams, callback states) and :class:`Preempted` is raised
+    (``wdlab fit`` turns it into a resume hint and exit status 0 for SIGTERM, 130 for SIGINT).
+    A second Ctrl-C aborts at once, without saving.
     """
 
-    def __init__(self, *, save_last: bool = True, last_every_n_steps: int | None = None, **kwargs: Any) -> None:
-        if last_every_n_steps is not None and (
-            isinstance(last_every_n_steps, bool) or not isinstance(last_every_n_steps, int) or last_every_n_steps < 1
-        ):
-            raise ValueError(f"last_every_n_steps must be a whole number >= 1 (or null), got {last_every_n_steps!r}")
+    def __init__(
+        self,
+        *,
+        save_last: bool = True,
+        last_every_n_steps: int | None = None,
+        agree_every_n_steps: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        if last_every_n_steps is not None:
+            _check_steps("last_every_n_steps", last_every_n_steps)
+        _check_steps("agree_every_n_steps", agree_every_n_steps)
         # ModelCheckpoint's own "last" logic stays off: it only writes last.ckpt when it also writes
         # a top-k file and renames it last-v1.ckpt when one exists; ours is below.
         super().__init__(save_last=False, **kwargs)
         self.keep_last = bool(save_last)
         self.last_every_n_steps = last_every_n_steps
+        self.agree_every_n_steps = agree_every_n_steps
         self._last_saved_step = -1
-        self._sigterm = False
-        self._previous_handler: Any = None
+        self._step_at_last_batch_end = -1
+        self._stop_signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
 
     @property
     def last_checkpoint_path(self) -> Path:
@@ -97,48 +136,73 @@ class ResumableCheckpoint(ModelCheckpoint):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Replaces Lightning's SIGTERM handler for the training loop: it only raises a flag, acted on
-        # at the end of a batch where the state is consistent (Lightning's own handler would stop the
-        # run at a point where the data position and progress counters do not match).
-        self._sigterm = False
-        try:
-            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except ValueError:  # not the main thread: leave signal handling to Lightning
-            self._previous_handler = None
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._sigterm = True
-
-    def _restore_signal_handler(self) -> None:
-        if self._previous_handler is not None:
+        # Replaces Lightning's handlers for the training loop: ours only raise a flag, acted on at the
+        # end of an optimizer step, where the state is consistent. (Lightning's SIGTERM handler stops
+        # at a batch end even inside an accumulation window, whose partial gradient a checkpoint
+        # cannot hold; its Ctrl-C handling exits 1 without saving.)
+        self._stop_signal = None
+        self._step_at_last_batch_end = trainer.global_step
+        for signum in STOP_SIGNALS:
             try:
-                signal.signal(signal.SIGTERM, self._previous_handler)
+                self._previous_handlers[signum] = signal.signal(signum, self._on_stop_signal)
+            except ValueError:  # not the main thread: leave signal handling to Lightning
+                pass
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: the user does not want to wait
+        if self._stop_signal is None:
+            self._stop_signal = signum
+            if signum == signal.SIGINT:
+                print("\nwdlab: Ctrl-C: stopping at the end of this step and saving last.ckpt "
+                      "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            try:
+                signal.signal(signum, handler)
             except ValueError:
                 pass
-            self._previous_handler = None
+        self._previous_handlers = {}
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore_signal_handler()
+        self._restore_signal_handlers()
         super().on_exception(trainer, pl_module, exception)
 
     # -- saving ------------------------------------------------------------------------------
+    def _stop_agreed(self, trainer: L.Trainer) -> int | None:
+        """The signal to stop on at this step end, the same on every rank (``None``: go on)."""
+        received = self._stop_signal
+        if received is None and bool(getattr(trainer, "received_sigterm", False)):
+            received = signal.SIGTERM  # Lightning's handler got it first (before training started)
+        if trainer.world_size == 1:
+            return received
+        if trainer.global_step % self.agree_every_n_steps != 0:
+            return None
+        # One collective every agree_every_n_steps steps (not every step): the largest signal number
+        # received on any rank (SIGTERM 15 > SIGINT 2), or 0.
+        flag = torch.tensor(int(received or 0), device=trainer.strategy.root_device)
+        agreed = int(trainer.strategy.reduce(flag, reduce_op="max").item())
+        return agreed or None
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        stop = self._sigterm or bool(getattr(trainer, "received_sigterm", False))
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         step = trainer.global_step
+        stepped = step != self._step_at_last_batch_end  # this batch ended an accumulation window
+        self._step_at_last_batch_end = step
+        if not stepped:
+            return
         due = self.last_every_n_steps is not None and step > 0 and step % self.last_every_n_steps == 0
-        if stop or due:
+        stop = self._stop_agreed(trainer)
+        if stop is not None or due:
             self.save_last_now(trainer)
-        if stop:
-            rank_zero_info(
-                f"wdlab: SIGTERM received: saved {self.last_checkpoint_path} (epoch {trainer.current_epoch}, "
-                f"step {step}); resume with the same command plus --ckpt_path last"
-            )
-            raise SIGTERMException()
+        if stop is not None:
+            path = self.last_checkpoint_path
+            rank_zero_info(f"wdlab: {signal.Signals(stop).name} received: saved {path} "
+                           f"(epoch {trainer.current_epoch}, step {step})")
+            raise Preempted(stop, path, trainer.current_epoch, step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -146,7 +210,7 @@ class ResumableCheckpoint(ModelCheckpoint):
             self.save_last_now(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_signal_handler()
+        self._restore_signal_handlers()
         super().on_train_end(trainer, pl_module)
         self.save_last_now(trainer)  # a run stopped by max_steps mid-epoch; no-op if already saved
 
@@ -168,6 +232,11 @@ class ResumableCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._last_saved_step = int(state_dict.get("last_saved_step", -1))
+
+
+def _check_steps(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------------- checks
