@@ -211,3 +211,35 @@ def test_ddp_equals_single_process_with_the_same_global_batch(ddp_exact, single_
         assert ddp_exact["scalars"][tag] == pytest.approx(single_exact["scalars"][tag], abs=2 / NUM_TEST), tag
     assert ddp_exact["scalars"]["opt/weight_norm"] == pytest.approx(single_exact["scalars"]["opt/weight_norm"],
                                                                    rel=1e-4)
+
+
+class RecordStop(Callback):
+    """Appends ``<rank> <global step> <exception type>`` to ``path`` when training ends by an exception."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        with open(self.path, "a") as record:
+            record.write(f"{trainer.global_rank} {trainer.global_step} {type(exception).__name__}\n")
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exactly(ddp_quickstart, tmp_path):
+    """SIGTERM to rank 1 only, during batch 3: the ranks agree at the next agreement step (every 2 steps
+    here), both save-and-stop after step 4 -- one last.ckpt, exit 0 -- and resuming the 2-process run ends
+    with exactly the state of the uninterrupted 2-process run (augmentation on: each rank's streams)."""
+    from test_resume import _assert_identical, _training_state
+
+    stops = tmp_path / "stops.txt"
+    stopped = _fit(tmp_path, *DDP, "--checkpoint.agree_every_n_steps", "2",
+                   "--trainer.callbacks+=resume_helpers.SignalAtBatch", "--trainer.callbacks.batch=3",
+                   "--trainer.callbacks.rank=1", "--trainer.callbacks+=test_ddp.RecordStop",
+                   f"--trainer.callbacks.path={stops}")
+    assert sorted(stops.read_text().splitlines()) == ["0 4 Preempted", "1 4 Preempted"]
+    assert stopped["ckpt"]["global_step"] == 4
+    assert "stopped by SIGTERM at epoch 0, step 4" in stopped["output"]
+    assert [p.name for p in (stopped["run_dir"] / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert "Traceback" not in stopped["output"], stopped["output"][-3000:]
+    resumed = _fit(tmp_path, *DDP, "--ckpt_path", "last")
+    assert resumed["ckpt"]["global_step"] == STEPS
+    _assert_identical(_training_state(ddp_quickstart["ckpt"]), _training_state(resumed["ckpt"]))

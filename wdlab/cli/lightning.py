@@ -22,6 +22,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -37,12 +38,15 @@ from wdlab.training.fastpaths import cuda_trainer_defaults
 from wdlab.training.resume import is_rank_zero_process, resolve_ckpt_path, run_directory
 
 __all__ = [
+    "EVAL_DIRNAME",
     "STOP_EXIT_STATUS",
     "ConfigError",
     "WdlabCLI",
     "build_cli",
     "build_from_options",
+    "evaluation_name",
     "main",
+    "pin_evaluation_dir",
     "pin_logger_version",
     "resume_command",
 ]
@@ -61,6 +65,40 @@ def pin_logger_version(logger_config: Any) -> None:
         return
     if getattr(init_args, "version", None) is None:
         init_args.version = ""
+
+
+#: Where ``wdlab test|validate|predict`` write, inside the run directory: ``eval/<checkpoint stem>/``.
+EVAL_DIRNAME = "eval"
+
+
+def evaluation_name(ckpt_path: str | None) -> str:
+    """The folder name of an evaluation of ``ckpt_path``: the checkpoint's stem (``last`` for
+    ``last``/``auto``; ``initial`` when no checkpoint is given, i.e. the freshly built model)."""
+    if ckpt_path is None:
+        return "initial"
+    if ckpt_path in ("last", "auto"):
+        return "last"
+    return Path(ckpt_path).stem
+
+
+def pin_evaluation_dir(config: Any) -> None:
+    """In a LightningCLI config of ``test|validate|predict``: the TensorBoard/CSV logger writes into
+    ``<run dir>/eval/<checkpoint stem>/`` instead of the run directory, so an evaluation never adds to the
+    training record (its HPARAMS, curves, config.yaml stay as training left them). The checkpoints the
+    run directory holds are still found there (``--ckpt_path last``)."""
+    logger_config = config.get("trainer", {}).get("logger")
+    init_args = getattr(logger_config, "init_args", None)
+    class_path = str(getattr(logger_config, "class_path", ""))
+    if init_args is None:
+        return
+    folder = f"{EVAL_DIRNAME}/{evaluation_name(config.get('ckpt_path'))}"
+    if class_path.endswith("TensorBoardLogger"):  # <save_dir>/<name>/<version>/<sub_dir>; checkpoints stay put
+        init_args.sub_dir = folder
+    elif class_path.endswith("CSVLogger"):  # no sub_dir: the version goes one level deeper ...
+        run_dir = Path(init_args.save_dir or ".", str(init_args.name or ""), str(init_args.version or ""))
+        if config.get("checkpoint") is not None and config["checkpoint"].get("dirpath") is None:
+            config["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")  # ... and last.ckpt stays where it is
+        init_args.version = str(Path(str(init_args.version or ""), folder))
 
 
 class WdlabCLI(LightningCLI):
@@ -95,19 +133,41 @@ class WdlabCLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.get("trainer", {}).get("logger") if config is not None else None
         pin_logger_version(logger)
+        if self.subcommand in ("validate", "test", "predict"):
+            pin_evaluation_dir(config)
         if config is not None and config.get("trainer") is not None:  # bf16-mixed + cudnn benchmark on CUDA
             trainer_config = config["trainer"]
             for key, value in cuda_trainer_defaults(trainer_config).items():
                 trainer_config[key] = value
         if self.subcommand != "fit":  # evaluating into a run directory must not replace its config.yaml
             self.save_config_callback = None
+        self.writes_run_files = self.subcommand == "fit" and config is not None and not self._writes_nothing(config)
+
+    def _writes_nothing(self, config: Any) -> bool:
+        """A fit that must not write into the current directory: ``fast_dev_run`` (a smoke test), or no
+        logger and no ``default_root_dir`` (Lightning would put checkpoints in the current directory).
+        Its checkpoints, snapshots and config.yaml are turned off (it can still resume from one)."""
+        trainer_config = config.get("trainer") or {}
+        if trainer_config.get("fast_dev_run"):
+            reason = "--trainer.fast_dev_run"
+        elif trainer_config.get("logger") in (None, False) and trainer_config.get("default_root_dir") is None:
+            reason = "no logger and no --trainer.default_root_dir"
+        else:
+            return False
+        config["checkpoint"]["save_last"] = False
+        config["snapshots"]["save"] = False
+        self.save_config_callback = None
+        rank_zero_info(f"wdlab: {reason}: this run writes no checkpoints, snapshots or config.yaml "
+                       "(give it a logger or --trainer.default_root_dir DIR to keep them)")
+        return True
 
     def _resolve_ckpt_path(self) -> None:
         kwargs = self.config_init[self.subcommand]
         ckpt_path = kwargs.get("ckpt_path")
-        resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.subcommand == "fit")
+        # A fit that writes nothing overwrites nothing: no refusal for a run directory that holds a run.
+        resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.writes_run_files)
         kwargs["ckpt_path"] = resolved
-        if self.subcommand == "fit":
+        if self.writes_run_files:
             start = f"resuming from {resolved}" if resolved else "starting"
             rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
 

@@ -217,8 +217,8 @@ class ResumableCheckpoint(ModelCheckpoint):
     def save_last_now(self, trainer: L.Trainer) -> None:
         """Write ``last.ckpt`` with the current state unless it already holds this step (collective
         under DDP: call it on every rank; rank 0 writes)."""
-        if not self.keep_last or trainer.global_step == self._last_saved_step:
-            return
+        if not self.keep_last or trainer.global_step == self._last_saved_step or trainer.fast_dev_run:
+            return  # (fast_dev_run: Lightning's "checkpointing is suppressed", which ModelCheckpoint obeys)
         path = self.last_checkpoint_path
         self._last_saved_step = trainer.global_step  # before saving: it is part of the saved state
         self.last_model_path = str(path)

@@ -170,7 +170,9 @@ def _refuse_to_overwrite(trainer: L.Trainer) -> None:
     run_dir = run_directory(trainer)
     found = sorted(checkpoint_dir(trainer).glob("*.ckpt")) + sorted((run_dir / SNAPSHOT_DIRNAME).glob("*.ckpt"))
     if found:
+        elsewhere = ("--trainer.logger.init_args.name NAME" if trainer.loggers
+                     else "--trainer.default_root_dir DIR")
         raise CheckpointError(
             f"{run_dir} already holds a run ({found[0]}); resume it with --ckpt_path last, or start a new run "
-            "elsewhere with --trainer.logger.init_args.name NAME (or delete the folder)"
+            f"elsewhere with {elsewhere} (or delete the folder)"
         )

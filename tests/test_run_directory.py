@@ -1,0 +1,95 @@
+"""Where runs write: a fit's run directory is ``runs/<name>/``; evaluations of its checkpoints go to
+``runs/<name>/eval/<checkpoint stem>/`` and never touch the training record; a fit that has no place of its
+own (``fast_dev_run``, no logger and no ``default_root_dir``) writes nothing at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from wdlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
+    "--model.optimizer.t0_epochs", "1", "--data.init_args.num_train", "128", "--data.init_args.num_test", "64",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    return scalars
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("eval") / "runs"
+    assert main(["fit", *TINY, "--trainer.logger.init_args.save_dir", str(runs)]) == 0
+    return runs
+
+
+def test_evaluations_write_to_their_own_folder_and_leave_the_training_record_byte_identical(trained):
+    run_dir = trained / "quickstart"
+    before = _files(run_dir)
+    assert "config.yaml" in before and any(name.startswith("events.out") for name in before)
+    test_err = dict(_scalars(run_dir))["test/err"]
+    snapshot = run_dir / "snapshots" / "period-0-epoch-1.ckpt"
+    save_dir = ["--trainer.logger.init_args.save_dir", str(trained)]
+    assert main(["test", *TINY, *save_dir, "--ckpt_path", str(snapshot)]) == 0
+    assert main(["validate", *TINY, *save_dir, "--ckpt_path", "last"]) == 0
+    assert main(["test", *TINY, *save_dir]) == 0  # the untrained model
+    after = _files(run_dir)
+    # Everything training wrote is unchanged, byte for byte; every new file is under eval/<checkpoint>/.
+    assert {name: after[name] for name in before} == before
+    new = sorted(set(after) - set(before))
+    assert new and all(name.startswith(("eval/period-0-epoch-1/", "eval/last/", "eval/initial/")) for name in new)
+    assert dict(_scalars(run_dir))["test/err"] == test_err
+    # Each evaluation's folder holds its own metrics: the snapshot (= the final model of this 1-period
+    # run) tested as training tested it; last.ckpt validated; the untrained model near chance.
+    tested = _scalars(run_dir / "eval" / "period-0-epoch-1")
+    assert [value for _, value in tested["test/err"]] == [value for _, value in test_err]
+    assert "val/err" in _scalars(run_dir / "eval" / "last")
+    assert _scalars(run_dir / "eval" / "initial")["test/err"][0][1] > 0.6
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--trainer.fast_dev_run", "true"],  # Lightning: "logging and checkpointing is suppressed"
+        ["--trainer.logger", "false"],  # no run directory: Lightning would use the current directory
+    ],
+)
+def test_a_fit_without_a_place_of_its_own_writes_nothing_into_the_current_directory(tmp_path, monkeypatch, options,
+                                                                                     caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO"):
+        assert main(["fit", *TINY, *options]) == 0
+    assert _files(tmp_path) == {}
+    assert "writes no checkpoints, snapshots or config.yaml" in caplog.text
+    # Run again in the same place: nothing to overwrite, so no refusal.
+    assert main(["fit", *TINY, *options]) == 0
+    assert _files(tmp_path) == {}
+
+
+def test_a_fit_without_a_logger_writes_into_the_default_root_dir_and_the_refusal_names_that_option(tmp_path, capsys):
+    root = tmp_path / "here"
+    options = ["--trainer.logger", "false", "--trainer.default_root_dir", str(root)]
+    assert main(["fit", *TINY, *options]) == 0
+    assert {"checkpoints/last.ckpt", "snapshots/period-0-epoch-1.ckpt", "config.yaml"} <= set(_files(root))
+    capsys.readouterr()
+    assert main(["fit", *TINY, *options]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "already holds a run" in error and "--trainer.default_root_dir DIR" in error
+    assert "--trainer.logger.init_args.name" not in error  # advice for a logger this run does not have
