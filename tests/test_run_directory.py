@@ -93,3 +93,57 @@ def test_a_fit_without_a_logger_writes_into_the_default_root_dir_and_the_refusal
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "already holds a run" in error and "--trainer.default_root_dir DIR" in error
     assert "--trainer.logger.init_args.name" not in error  # advice for a logger this run does not have
+
+
+# -- the configuration of a resumed or evaluated run: the checkpoint's model and data, whatever the
+# checkpoint is called; a given option that contradicts it is refused in one line naming the key.
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained, runs)
+    return runs
+
+
+@pytest.mark.parametrize("ckpt", ["snapshot", "last", "auto"])
+@pytest.mark.parametrize(
+    ("option", "key"),
+    [
+        (["--model.optimizer.lr", "0.01"], "model.optimizer.lr is 0.01 here but 0.001 in the checkpoint"),
+        (["--model.net.init_args.base_width", "8"], "model.net.base_width is 8 here but 16 in the checkpoint"),
+        (["--data.init_args.batch_size", "64"], "data.batch_size is 64 here but 128 in the checkpoint"),
+    ],
+)
+def test_an_option_that_contradicts_the_checkpoint_is_refused_naming_the_key(run_copy, capsys, ckpt, option, key):
+    run_dir = run_copy / "quickstart"
+    ckpt_path = str(run_dir / "snapshots" / "period-0-epoch-1.ckpt") if ckpt == "snapshot" else ckpt
+    before = _files(run_dir)
+    status = main(["fit", *TINY, "--trainer.logger.init_args.save_dir", str(run_copy), "--trainer.max_epochs", "2",
+                   *option, "--ckpt_path", ckpt_path])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and error[-1].startswith("wdlab: error: --ckpt_path ") and key in error[-1], error[-3:]
+    assert _files(run_dir) == before  # nothing written
+
+
+def test_without_options_the_checkpoints_configuration_is_used_and_recorded(run_copy, capsys):
+    """A resume that gives only trainer options (and a resumable data option) runs with the checkpoint's
+    model and data -- here a config that says otherwise is not given at all -- and config.yaml records it."""
+    import yaml
+
+    run_dir = run_copy / "quickstart"
+    save_dir = ["--trainer.logger.init_args.save_dir", str(run_copy)]
+    # No --config: the defaults (PreActResNet width 16, 2,000 images, batch 128, adamwr lr 1e-3) are not
+    # the checkpoint's (quickstart: 128 images, t0 1 epoch, normalized decay 0.05), and must not be used.
+    assert main(["fit", *save_dir, "--trainer.logger.init_args.name", "quickstart", "--trainer.max_epochs", "3",
+                 "--data.init_args.num_workers", "0", "--trainer.enable_progress_bar", "false",
+                 "--test_after_fit", "false", "--ckpt_path", "last"]) == 0
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["trainer"]["max_epochs"] == 3
+    assert recorded["model"]["optimizer"] == {"name": "adamwr", "lr": 0.001, "weight_decay_norm": 0.05,
+                                              "t0_epochs": 1, "t_mult": 2.0}
+    assert recorded["data"]["init_args"]["num_train"] == 128
+    import torch
+
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 3  # 128 images / batch 128 = 1 step per epoch, 3 epochs

@@ -30,6 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
 from wdlab.cli.errors import report_errors
 from wdlab.data import DatasetError
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
@@ -171,16 +172,31 @@ class WdlabCLI(LightningCLI):
             start = f"resuming from {resolved}" if resolved else "starting"
             rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # The options as given: which model/data keys were named on the command line (see _parse_ckpt_path).
+        self.given_args = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        # A private LightningCLI hook (the one private Lightning API outside wdlab.training._lightning):
-        # LightningCLI reads the checkpoint's hyperparameters here (torch.load), with no public hook
-        # before it. Check the file first, so a truncated or corrupt one gives one clear line instead
-        # of a traceback.
+        # A private LightningCLI hook, overridden (the one private Lightning API outside
+        # wdlab.training._lightning): LightningCLI reads the checkpoint's hyperparameters here, with no
+        # public hook before it, and lets them silently replace the model options given with
+        # --ckpt_path FILE (and not with last/auto). wdlab applies one rule for every ckpt_path
+        # (wdlab.cli.checkpoint_config): the checkpoint's model and data, refusing given options that
+        # contradict them. The file is checked first: a truncated one gives one line, not a traceback.
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "auto"):
-            check_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        path = checkpoint_file(config, ckpt_path)
+        if path is None:
+            return
+        check_checkpoint(path)
+        defaults = self.parser.parse_args([subcommand])[subcommand]
+        adopted = adopt_checkpoint_configuration(config, defaults, getattr(self, "given_args", []), path, ckpt_path)
+        if adopted:
+            self.config = self.parser.parse_object({subcommand: adopted}, self.config)
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 

@@ -39,6 +39,7 @@ __all__ = [
     "RNG_STATES_KEY",
     "capture_rng_states",
     "checkpoint_dir",
+    "checkpoint_dir_of",
     "is_rank_zero_process",
     "resolve_ckpt_path",
     "restore_rng_states",
@@ -133,10 +134,23 @@ def checkpoint_dir(trainer: L.Trainer) -> Path:
             return Path(os.fspath(callback.dirpath))
     if trainer.loggers:
         logger = trainer.loggers[0]
-        save_dir = logger.save_dir or trainer.default_root_dir
-        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-        return Path(save_dir, str(logger.name), version, "checkpoints")
-    return Path(trainer.default_root_dir, "checkpoints")
+        return checkpoint_dir_of(None, logger.save_dir or trainer.default_root_dir, logger.name, logger.version,
+                                 trainer.default_root_dir)
+    return checkpoint_dir_of(None, None, None, None, trainer.default_root_dir)
+
+
+def checkpoint_dir_of(
+    dirpath: str | None, save_dir: str | None, name: str | None, version: int | str | None, default_root_dir: str
+) -> Path:
+    """The rule of :func:`checkpoint_dir` on plain values (before a trainer exists): the checkpoint
+    callback's ``dirpath``; else ``<save_dir>/<name>/<version>/checkpoints`` of the first logger (an int
+    version is ``version_N``); else ``<default_root_dir>/checkpoints``."""
+    if dirpath is not None:
+        return Path(os.fspath(dirpath))
+    if save_dir is not None:
+        folder = version if isinstance(version, str) else f"version_{version}"
+        return Path(save_dir, str(name), folder, "checkpoints")
+    return Path(default_root_dir, "checkpoints")
 
 
 def resolve_ckpt_path(
