@@ -158,3 +158,30 @@ def test_last_ckpt_survives_sigkill_at_random_moments(tmp_path):
             leftover.unlink()
     assert state > 0, "no save ever completed"
     assert mid_write >= _KILLS // 2, f"only {mid_write} of {_KILLS} kills landed while a write was in progress"
+
+
+def test_training_writes_its_checkpoints_and_snapshots_through_atomic_write(tmp_path, monkeypatch):
+    """A real fit: every last.ckpt and snapshot lands by a rename of its staging file (a plain torch.save
+    into the target, Lightning's default, would not)."""
+    from pathlib import Path
+
+    from wdlab.cli import main
+
+    renamed: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def replace(src, dst) -> None:
+        renamed.append((Path(src).name, str(Path(dst).relative_to(tmp_path / "runs" / "quickstart"))))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_io.os, "replace", replace)
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",
+                 "--data.init_args.num_train", "128", "--data.init_args.num_test", "64", "--test_after_fit", "false",
+                 "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir",
+                 str(tmp_path / "runs")]) == 0
+    targets = [target for _, target in renamed]
+    assert targets.count("checkpoints/last.ckpt") == 3  # one per epoch end
+    assert sorted(t for t in targets if t.startswith("snapshots/")) == [
+        "snapshots/period-0-epoch-1.ckpt", "snapshots/period-1-epoch-3.ckpt"]
+    assert all(source == f"{Path(target).name}.tmp-{os.getpid()}" for source, target in renamed)
