@@ -11,7 +11,13 @@ from typing import Any
 
 import lightning as L
 
-__all__ = ["given_by_cli", "load_pending_loader_states", "logs_this_step", "tensorboard_file_writer"]
+__all__ = [
+    "given_by_cli",
+    "load_pending_loader_states",
+    "logs_this_step",
+    "start_next_epoch_after_last_batch_restore",
+    "tensorboard_file_writer",
+]
 
 
 def load_pending_loader_states(trainer: L.Trainer) -> None:
@@ -28,6 +34,34 @@ def load_pending_loader_states(trainer: L.Trainer) -> None:
     if states and loader is not None:
         loader._load_state_dicts(states)
         fit_loop._combined_loader_states_to_load = []
+
+
+def start_next_epoch_after_last_batch_restore(trainer: L.Trainer) -> None:
+    """After resuming from a checkpoint written at the end of an epoch's *last batch*, start the next epoch
+    as a normal one (its ``epoch_progress`` ``ready``/``started`` counted, ``on_train_epoch_start`` called).
+
+    A snapshot (``AnytimeSnapshots`` saves in ``on_train_batch_end``), ``last.ckpt`` written on SIGTERM
+    or on a step interval at an epoch's last batch all hold the fit loop's epoch counters mid-epoch
+    (``ready == started == processed + 1``). On resume ``FitLoop.reset`` (``lightning/pytorch/loops/
+    fit_loop.py`` of 2.6.6, lines 398-404: the ``restarted_on_train_batch_end and restarted_mid_epoch
+    and is_last_batch`` branch) sees that the epoch was in fact finished and counts it ``processed``
+    and ``completed`` -- but leaves the restart stage at ``RESTARTED_MID_EPOCH`` (cleared only by
+    ``on_iteration_done``, after the next epoch), so ``on_advance_start`` (line 447) treats the *next*
+    epoch as the continuation of a restored one: it skips ``increment_ready()``, ``increment_started()``
+    and the ``on_train_epoch_start`` hooks. That epoch trains correctly, but from then on
+    ``ready``/``started`` lag ``processed`` by one; the epoch-end ``last.ckpt`` of that run then reads
+    as an unfinished epoch (``FitLoop.restarting``, line 138: ``ready != processed``), and resuming it
+    runs an empty epoch (0 batches): one epoch lost per further resume, and the period-end snapshots
+    after it are skipped (wdlab issue 13, item 5). The restart-stage logic is from Lightning PR #20379
+    (issue #14579); no upstream issue for this case was found.
+
+    Called when training starts (after ``FitLoop.reset``, before the first epoch starts); a no-op in
+    every other case (fresh start, epoch-end or genuinely mid-epoch checkpoints).
+    """
+    fit_loop = trainer.fit_loop
+    epochs = fit_loop.epoch_progress.current
+    if fit_loop.restarted_mid_epoch and epochs.ready == epochs.started == epochs.processed:
+        fit_loop.reset_restart_stage()  # the restored epoch is done: the next one is a new epoch
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:

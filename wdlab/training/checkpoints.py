@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab._io import atomic_write
+from wdlab.training._lightning import start_next_epoch_after_last_batch_restore
 
 __all__ = [
     "STOP_SIGNALS",
@@ -140,6 +141,9 @@ class ResumableCheckpoint(ModelCheckpoint):
         # end of an optimizer step, where the state is consistent. (Lightning's SIGTERM handler stops
         # at a batch end even inside an accumulation window, whose partial gradient a checkpoint
         # cannot hold; its Ctrl-C handling exits 1 without saving.)
+        # A resume from a checkpoint of an epoch's last batch (a snapshot, a SIGTERM there) must start
+        # the next epoch as a new one, or every later epoch-end last.ckpt resumes one epoch short.
+        start_next_epoch_after_last_batch_restore(trainer)
         self._stop_signal = None
         self._step_at_last_batch_end = trainer.global_step
         for signum in STOP_SIGNALS:

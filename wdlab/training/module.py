@@ -232,4 +232,3 @@ class ImageClassifier(L.LightningModule):
                 writer = tensorboard_file_writer(logger)
                 for summary in (experiment, start, end):
                     writer.add_summary(summary)
-
