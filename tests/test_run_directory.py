@@ -147,3 +147,16 @@ def test_without_options_the_checkpoints_configuration_is_used_and_recorded(run_
 
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 3  # 128 images / batch 128 = 1 step per epoch, 3 epochs
+
+
+def test_a_resume_with_another_global_batch_is_refused(run_copy, capsys):
+    """Trainer options are the command's own, except those that change the images per step (and so the
+    steps per epoch, the schedule and the normalized decay): the checkpoint records them."""
+    run_dir = run_copy / "quickstart"
+    last = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    assert main(["fit", *TINY, "--trainer.logger.init_args.save_dir", str(run_copy), "--trainer.max_epochs", "2",
+                 "--trainer.accumulate_grad_batches", "2", "--ckpt_path", "last"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "trained with 128 images per step" in error and "this run has 256" in error, error
+    assert "--trainer.accumulate_grad_batches" in error
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == last

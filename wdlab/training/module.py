@@ -15,12 +15,17 @@ from torch import nn
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
 from wdlab.optim.registry import resolve_hyperparameters
 from wdlab.training._lightning import given_by_cli, logs_this_step, tensorboard_file_writer
+from wdlab.training.checkpoints import CheckpointError
 from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.resume import RNG_STATES_KEY, capture_rng_states, restore_training_state
 
 #: Metric tags shown in TensorBoard's hparams tab (their last logged values).
 HPARAM_METRICS = ("val/err", "val/err5", "test/err", "test/err5")
+
+#: Checkpoint key of what a resumed run must keep: images per step, steps per epoch, training-set size.
+RUN_SHAPE_KEY = "wdlab_run_shape"
+RUN_SHAPE = ("global_batch_size", "steps_per_epoch", "num_train")
 
 
 class ImageClassifier(L.LightningModule):
@@ -130,6 +135,7 @@ class ImageClassifier(L.LightningModule):
             "num_train": int(datamodule.num_train),
             "world_size": trainer.world_size,
         }
+        self._check_run_shape()
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # -- steps -----------------------------------------------------------------------------
@@ -213,9 +219,29 @@ class ImageClassifier(L.LightningModule):
     # -- exact resume (wdlab.training.resume) -----------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RNG_STATES_KEY] = capture_rng_states()
+        if hasattr(self, "run_facts"):
+            checkpoint[RUN_SHAPE_KEY] = {k: self.run_facts[k] for k in RUN_SHAPE}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)
+        self._saved_run_shape = checkpoint.get(RUN_SHAPE_KEY)
+        self._check_run_shape()
+
+    def _check_run_shape(self) -> None:
+        """A resumed run steps like the run it continues: same images per step and steps per epoch (the
+        schedule and the normalized decay are functions of them). Checked once both are known."""
+        saved, facts = getattr(self, "_saved_run_shape", None), getattr(self, "run_facts", None)
+        if not saved or not facts:
+            return
+        now = {k: facts[k] for k in RUN_SHAPE}
+        if now != saved:
+            raise CheckpointError(
+                f"the checkpoint was trained with {saved['global_batch_size']} images per step, "
+                f"{saved['steps_per_epoch']} steps per epoch, {saved['num_train']} training images; this run has "
+                f"{now['global_batch_size']}, {now['steps_per_epoch']}, {now['num_train']}: resume with the devices, "
+                "nodes and --trainer.accumulate_grad_batches it was trained with (the global batch is data.batch_size "
+                "x devices x nodes x accumulation; the schedule and the normalized decay depend on it)"
+            )
 
     def on_train_start(self) -> None:
         restore_training_state(self.trainer, getattr(self, "_rng_states_to_restore", None))
