@@ -109,7 +109,7 @@ def test_resume_cli_errors_are_one_line_and_change_nothing(finished_run, in_tmp,
     attempts = {
         (): "already holds a run",  # the same command again: refuse rather than overwrite
         ("--ckpt_path", str(bad)): "truncated or corrupt",
-        ("--ckpt_path", "last", "--model.net.init_args.base_width", "8"): "does not fit the configured model",
+        ("--ckpt_path", "last", "--model.net.init_args.base_width", "8"): "model.net.base_width is 8 here but 16",
         ("--ckpt_path", "last", "--trainer.logger.init_args.name", "elsewhere"): "there is no",
     }
     for extra, words in attempts.items():

@@ -21,6 +21,7 @@ import shlex
 import signal
 import sys
 import warnings
+from argparse import ArgumentError
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
-from wdlab.cli.errors import report_errors
+from wdlab.cli.errors import one_line, report_errors
 from wdlab.data import DatasetError
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
 from wdlab.training.checkpoints import Preempted
@@ -205,6 +206,10 @@ class WdlabCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
 
 
+#: The LightningCLI subcommands wdlab runs.
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
     """The LightningCLI over ImageClassifier and any datamodule, with wdlab's defaults.
 
@@ -226,7 +231,14 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
             },
         },
         args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
-        parser_kwargs={"prog": "wdlab"},
+        # Errors raise (one line from main, no usage dump; --help still prints it) and abbreviated
+        # options are refused (argparse would silently read --trainer.max_e as --trainer.max_epochs).
+        parser_kwargs={
+            "prog": "wdlab",
+            "exit_on_error": False,
+            "allow_abbrev": False,
+            **{command: {"exit_on_error": False, "allow_abbrev": False} for command in SUBCOMMANDS},
+        },
         run=run,
     )
 
@@ -264,8 +276,10 @@ def build_from_options(args: Sequence[str]) -> WdlabCLI:
         text = captured.getvalue()
         match = re.search(r"^error:(.*)", text, re.MULTILINE | re.DOTALL)
         raise ConfigError(" ".join((match.group(1) if match else text).split())) from None
+    except ArgumentError as error:  # the parser's refusal (exit_on_error=False): one message
+        raise ConfigError(explain_parser_error(one_line(error), args)) from None
     except (ValueError, TypeError) as error:  # a constructor's own check, e.g. the optimizer's hyperparameters
-        raise ConfigError(" ".join(str(error).split()) or type(error).__name__) from None
+        raise ConfigError(one_line(error)) from None
     sys.stderr.write(captured.getvalue())
     return cli
 
@@ -293,16 +307,77 @@ def resume_command(args: Sequence[str]) -> str:
     return shlex.join(["wdlab", *resumed])
 
 
+def explain_parser_error(message: str, args: Sequence[str]) -> str:
+    """The parser's one-line refusal plus where the bad key is and how to find the right one: an option
+    from a config file names that file (jsonargparse does not)."""
+    unknown = re.search(r"does not accept option '([^']+)'", message)
+    if unknown:
+        key = unknown.group(1)
+        for config in _config_files(args):
+            if _yaml_has_key(config, key):
+                help_command = f"wdlab {_subcommand(args)} --help"
+                return f"{message} (set in {config}); check its spelling: '{help_command}' lists the options"
+    if unknown or message.startswith("unrecognized arguments"):
+        return f"{message}; check the spelling: 'wdlab {_subcommand(args)} --help' lists the options"
+    if "Does not validate against any of the Union subtypes" in message:
+        # A subclass-typed section (data: LightningDataModule | None): jsonargparse lists why each type
+        # failed; the constructor's own reason is the one that is not "Expected a <class 'NoneType'>".
+        reasons = [r.strip() for r in re.split(r" - ", message.split("Errors:", 1)[-1])[1:]]
+        real = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
+        if real:
+            key = re.match(r'Parser key "([^"]+)"', message)
+            return f"{key.group(1) + ': ' if key else ''}{real[0].split(' Given value type:')[0]}"
+    return message
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    return next((a for a in args if a in SUBCOMMANDS), "fit")
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    files, arguments = [], iter(args)
+    for arg in arguments:
+        if arg in ("--config", "-c"):
+            files.append(next(arguments, ""))
+        elif arg.startswith("--config="):
+            files.append(arg.partition("=")[2])
+    return files
+
+
+def _yaml_has_key(path: str, dotted: str) -> bool:
+    import yaml
+
+    try:
+        node: Any = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(node.get("init_args"), dict) and part in node["init_args"]:
+            node = node["init_args"][part]
+        else:
+            return False
+    return True
+
+
 def main(args: Sequence[str] | None) -> int:
     """``wdlab fit|validate|test|predict ARGS`` (``None``: from ``sys.argv``); returns the exit status."""
 
     def command() -> int:
+        given = sys.argv[1:] if args is None else list(args)
         try:
             build_cli(args, run=True)
+        except (ArgumentError, TypeError) as error:
+            raise ConfigError(explain_parser_error(one_line(error), given)) from None
+        except ValueError as error:  # also jsonargparse's instantiation errors, which list every union type
+            explained = explain_parser_error(one_line(error), given)
+            if explained == one_line(error):
+                raise
+            raise ConfigError(explained) from None
         except Preempted as stopped:  # last.ckpt holds the state after the last whole step
             if is_rank_zero_process():
                 name = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
-                given = sys.argv[1:] if args is None else list(args)
                 print(f"wdlab: stopped by {name} at epoch {stopped.epoch}, step {stopped.step} (saved {stopped.path}); "
                       f"resume with: {resume_command(given)}", file=sys.stderr)
             return STOP_EXIT_STATUS.get(stopped.signum, 0)
