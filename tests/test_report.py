@@ -15,6 +15,7 @@ from wdlab.experiments.report import (
     coupling,
     heatmaps_from_table,
     plot_anytime_curves,
+    plot_heatmaps,
     plot_learning_curves,
     write_sweep_report,
 )
@@ -246,3 +247,34 @@ def test_one_panel_per_value_of_any_other_grid_key() -> None:
     heatmaps = heatmaps_from_table(rows)
     assert [h.title for h in heatmaps] == ["adam schedule=cosine", "adam schedule=constant"]
     assert [round(h.coupling().slope, 6) for h in heatmaps] == [-1.0, 0.0]
+
+
+def test_heatmap_orientation_cells_and_marks_read_back_from_the_figure(tmp_path: Path) -> None:
+    """What the figure shows, read from its axes: lr up the y axis and decay along x (both ascending),
+    each cell's colour value and printed number that of its (lr, decay), the red circle on the best
+    cell, one lambda* diamond per lr row at the row's optimum. The optimum is off the diagonal (lr 2^-7,
+    decay 2^-7 = row 1, column 5), so a transposed or flipped panel fails."""
+    import re
+
+    def skewed(log_lr: float, log_decay: float) -> float:
+        return 0.05 + 0.01 * (log_decay + 7) ** 2 + 0.002 * (log_lr + 7) ** 2
+
+    heatmap = heatmaps_from_table(_rows("sgdw", skewed))[0]
+    ax = plot_heatmaps([heatmap], tmp_path / "heatmap.png").axes[0]
+    exponents = [[int(m) for m in re.findall(r"-?\d+", t.get_text())] for t in ax.get_xticklabels()]
+    assert exponents == [[2, e] for e in LOG2_DECAYS]  # "$2^{-12}$" ... left to right
+    exponents = [[int(m) for m in re.findall(r"-?\d+", t.get_text())] for t in ax.get_yticklabels()]
+    assert exponents == [[2, e] for e in LOG2_LRS]
+    image = ax.get_images()[0]
+    assert image.origin == "lower"  # row 0 (the smallest lr) at the bottom
+    expected = np.array([[100 * skewed(a, d) for d in LOG2_DECAYS] for a in LOG2_LRS])
+    np.testing.assert_allclose(np.asarray(image.get_array()), expected, rtol=1e-9)
+    numbers = {(round(t.get_position()[0]), round(t.get_position()[1] - 0.17)): t.get_text() for t in ax.texts}
+    assert numbers[(5, 1)] == f"{100 * skewed(-7, -7):.1f}" and numbers[(0, 6)] == f"{100 * skewed(-2, -12):.1f}"
+    circles = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(circles) == 1 and list(circles[0].get_xdata()) == [5] and list(circles[0].get_ydata()) == [1]
+    diamonds = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    assert len(diamonds) == len(LOG2_LRS)
+    for row, diamond in enumerate(diamonds):
+        assert diamond.get_xdata()[0] == pytest.approx(5.0, abs=1e-6)  # lambda* = 2^-7 in every row
+        assert diamond.get_ydata()[0] == pytest.approx(row - 0.2)
