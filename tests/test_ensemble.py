@@ -8,10 +8,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from wdlab.cli import build_cli, main
+from wdlab.cli import main
 from wdlab.cli.ensemble import main as run_ensemble
 from wdlab.experiments.ensemble import snapshot_info
 
@@ -32,24 +33,25 @@ class Run:
 
 
 def _independent_probs(paths: list[Path]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    cli = build_cli(["--config", CONFIG, *DATA, "--trainer.logger", "false"], run=False)
-    model, dm = cli.model, cli.datamodule
-    dm.setup("test")
-    model.eval()
-    model.net.to(memory_format=torch.channels_last)
-    out, labels = [], None
+    """Softmax outputs of each checkpoint on the test split, computed here from the raw generated images
+    and the bare network -- none of the command's pipeline (no build_cli, no datamodule, no
+    transform_batch): x = (pixels / 255 - mean) / std with the training set's per-channel statistics."""
+    from wdlab.data.builtin import make_builtin_dataset
+    from wdlab.models import PreActResNet
+
+    train_x, _, test_x, test_y = make_builtin_dataset(num_train=256, num_test=128, seed=0)
+    pixels = train_x.astype(np.float64) / 255
+    mean = pixels.mean(axis=(0, 2, 3)).reshape(1, 3, 1, 1)
+    std = pixels.std(axis=(0, 2, 3)).reshape(1, 3, 1, 1)
+    images = torch.from_numpy((test_x.astype(np.float64) / 255 - mean) / std).float()
+    out = []
     for path in paths:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
-        probs, ys = [], []
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        net = PreActResNet(**checkpoint["hyper_parameters"]["net"]["init_args"]).eval()
+        net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()})
         with torch.inference_mode():
-            for x, y in dm.test_dataloader():
-                x, y = dm.transform_batch((x, y), training=False)
-                probs.append(torch.softmax(model.net(x).float(), dim=1))
-                ys.append(y)
-        out.append(torch.cat(probs))
-        labels = torch.cat(ys)
-    assert labels is not None
-    return out, labels
+            out.append(torch.cat([torch.softmax(net(images[i : i + 50]), dim=1) for i in range(0, len(images), 50)]))
+    return out, torch.from_numpy(test_y)
 
 
 @pytest.fixture(scope="module")
