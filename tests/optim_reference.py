@@ -43,11 +43,14 @@ def adam_reference(
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
+    corrected: bool = False,
 ) -> list[np.ndarray]:
     """Algorithm 2 of Loshchilov & Hutter (2019), AdamW (decoupled) or Adam with L2.
 
     With L2 the gradient is g + lambda*theta and the schedule multiplies the whole step
     alpha*eta_t (as torch's Adam with an LR scheduler); AdamW decays by eta_t*lambda*theta.
+    ``corrected=True`` (AdamC, Defazio et al. 2025, in the paper's parameterization):
+    theta_t = theta_{t-1} - eta_t*alpha*mhat_t/(sqrt(vhat_t)+eps) - eta_t^2*lambda*theta_{t-1}.
     Returns theta after every step.
     """
     theta = theta0.astype(np.float64).copy()
@@ -64,7 +67,9 @@ def adam_reference(
         vhat = v / (1 - beta2**t)
         e = eta(t - 1)
         adam_step = alpha * mhat / (np.sqrt(vhat) + eps)
-        if decoupled:
+        if decoupled and corrected:
+            theta = theta - e * adam_step - e * e * lam(t - 1) * theta
+        elif decoupled:
             theta = theta - e * (adam_step + lam(t - 1) * theta)
         else:
             theta = theta - e * adam_step
@@ -83,10 +88,12 @@ def sgd_reference(
     decoupled: bool,
     momentum: float = 0.9,
     nesterov: bool = False,
+    corrected: bool = False,
 ) -> list[np.ndarray]:
     """The authors' SGD: buf_t = mu*buf_{t-1} + g_t (buf_1 = g_1), then
     theta_t = theta_{t-1} - alpha*eta_t*d_t - eta_t*lambda*theta_{t-1} (SGDW) with d_t = buf_t
     (or g_t + mu*buf_t with Nesterov), or with L2 g_t <- g_t + lambda*theta_{t-1} and no decay term.
+    ``corrected=True`` (SGDC, Defazio et al. 2025): the decay term is eta_t^2*lambda*theta_{t-1}.
     """
     theta = theta0.astype(np.float64).copy()
     buf = None
@@ -100,7 +107,7 @@ def sgd_reference(
         e = eta(t - 1)
         new_theta = theta - alpha * e * d
         if decoupled:
-            new_theta = new_theta - e * lam(t - 1) * theta
+            new_theta = new_theta - (e * e if corrected else e) * lam(t - 1) * theta
         theta = new_theta
         trajectory.append(theta.copy())
     return trajectory

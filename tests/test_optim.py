@@ -84,11 +84,12 @@ def _reference(name: str, theta0: np.ndarray, grad, alpha: float, lam_value: flo
         return lam_value
 
     ref = adam_reference if "betas" in spec.hyperparameters else sgd_reference
+    corrected = spec.decay_scaling == "corrected"  # adamc / sgdc: decay eta_t^2 * lambda
     # The two groups are independent coordinates, so each is its own reference run.
     first = ref(theta0[:k], lambda th, s: grad(np.concatenate([th, np.zeros(len(theta0) - k)]), s)[:k], STEPS,
-                alpha=alpha, eta=eta, lam=lam, decoupled=spec.decoupled)
+                alpha=alpha, eta=eta, lam=lam, decoupled=spec.decoupled, corrected=corrected)
     second = ref(theta0[k:], lambda th, s: grad(np.concatenate([np.zeros(k), th]), s)[k:], STEPS,
-                 alpha=alpha / 2, eta=eta, lam=lambda s: 0.0, decoupled=spec.decoupled)
+                 alpha=alpha / 2, eta=eta, lam=lambda s: 0.0, decoupled=spec.decoupled, corrected=corrected)
     return [np.concatenate([a, b]) for a, b in zip(first, second, strict=True)]
 
 
@@ -194,20 +195,22 @@ def test_converges_on_a_small_regression(name):
     assert final < 0.01 * initial, (initial, final)
 
 
+@pytest.mark.parametrize("decay_scaling,power", [("schedule", 1), ("corrected", 2)])
 @pytest.mark.parametrize("cls,kwargs", [(AdamW, {}), (SGDW, {"momentum": 0.9})])
 @pytest.mark.parametrize("lr", [1e-4, 0.01, 1.0])
-def test_zero_gradients_shrink_by_the_schedule_product_whatever_lr(cls, kwargs, lr):
-    """With g = 0 every step only decays: theta_T = theta_0 * prod_t (1 - eta_t * lambda), for any alpha."""
+def test_zero_gradients_shrink_by_the_schedule_product_whatever_lr(cls, kwargs, lr, decay_scaling, power):
+    """With g = 0 every step only decays: theta_T = theta_0 * prod_t (1 - eta_t^p * lambda), for any alpha
+    (p = 1 for the paper's decay, p = 2 for the corrected one)."""
     lam = 0.01
     theta0 = torch.randn(50, dtype=torch.float64)
     p = torch.nn.Parameter(theta0.clone())
-    opt, sched = _optimizer_with_restarts(cls, [p], lr=lr, weight_decay=lam, **kwargs)
+    opt, sched = _optimizer_with_restarts(cls, [p], lr=lr, weight_decay=lam, decay_scaling=decay_scaling, **kwargs)
     expected = 1.0
     for step in range(120):
         p.grad = torch.zeros_like(p)
         opt.step()
         sched.step()
-        expected *= 1 - sgdr_eta(step, SPE, T0, T_MULT) * lam
+        expected *= 1 - sgdr_eta(step, SPE, T0, T_MULT) ** power * lam
     torch.testing.assert_close(p.detach(), theta0 * expected, rtol=1e-13, atol=0)
 
 
@@ -490,12 +493,21 @@ def test_zero_decay_group_stays_undecayed_under_normalized_decay():
 
 
 BAD_ARGUMENTS = [
-    ({"name": "adamx"}, "known: adam, adamw, adamwr, sgd, sgdw, sgdwr"),
+    ({"name": "adamx"}, "known: adam, adamw, adamwr, sgd, sgdw, sgdwr, adamc, sgdc"),
     ({"lr": 0.0}, "lr must be"),
     ({"lr": -1.0}, "lr must be"),
     ({"weight_decay": -1e-4}, "weight_decay must be"),
     ({"weight_decay_norm": -0.1}, "weight_decay_norm must be"),
     ({"weight_decay": 1e-4, "weight_decay_norm": 0.02}, "not both"),
+    ({"weight_decay_timescale": 0.0}, "weight_decay_timescale must be a number of epochs > 0"),
+    ({"weight_decay_timescale": -5.0}, "weight_decay_timescale must be a number of epochs > 0"),
+    ({"weight_decay_timescale": float("inf")}, "weight_decay_timescale must be a number of epochs > 0"),
+    ({"weight_decay_timescale": True}, "weight_decay_timescale must be a number of epochs > 0"),
+    ({"weight_decay_timescale": 10.0, "weight_decay": 1e-4}, "got weight_decay and weight_decay_timescale"),
+    ({"weight_decay_timescale": 10.0, "weight_decay_norm": 0.02},
+     "got weight_decay_norm and weight_decay_timescale"),
+    ({"name": "adam", "weight_decay_timescale": 10.0}, "'weight_decay_timescale' does not apply to optimizer 'adam'"),
+    ({"name": "sgd", "weight_decay_timescale": 10.0}, "'weight_decay_timescale' does not apply to optimizer 'sgd'"),
     ({"betas": (0.9, 1.0)}, "betas must be two numbers in [0, 1)"),
     ({"betas": (-0.1, 0.9)}, "betas must be"),
     ({"eps": 0.0}, "eps must be"),
@@ -507,6 +519,7 @@ BAD_ARGUMENTS = [
     ({"schedule": "cosine", "milestones": [3]}, "'milestones' does not apply to schedule 'cosine'"),
     ({"momentum": 0.9}, "'momentum' does not apply to optimizer 'adamw'"),
     ({"decay_scaling": "epoch"}, "decay_scaling must be 'schedule'"),
+    ({"name": "adamc", "decay_scaling": "eta2"}, "or 'corrected'"),
     ({"learning_rate": 0.1}, "unknown hyperparameter(s) 'learning_rate'"),
     ({"eta_min": 1.0}, "eta_min must be"),
     ({"warmup_epochs": 10}, "warmup_epochs must be"),
@@ -549,6 +562,11 @@ def test_registry_defaults_are_the_papers():
         assert spec.defaults["weight_decay_norm"] == 0.025
         assert spec.schedule == "warm_restarts"
     assert REGISTRY["adamwr"].optimizer_class is AdamW and REGISTRY["sgdwr"].optimizer_class is SGDW
+    # AdamC / SGDC: adamw / sgdw with the corrected decay, everything else the same.
+    for corrected, base in (("adamc", "adamw"), ("sgdc", "sgdw")):
+        spec, base_spec = REGISTRY[corrected], REGISTRY[base]
+        assert spec.optimizer_class is base_spec.optimizer_class and spec.decay_scaling == "corrected"
+        assert dict(spec.defaults) == {**base_spec.defaults, "decay_scaling": "corrected"}
     assert not REGISTRY["adam"].decoupled and not REGISTRY["sgd"].decoupled
 
 

@@ -1,23 +1,124 @@
-"""``wdlab optimizers``: the registry as a table."""
+"""``wdlab optimizers``: the registry as a table, and a run's weight decay in all four forms.
+
+    wdlab optimizers
+    wdlab optimizers --convert --lr 0.001 --weight_decay_norm 0.05 --batch_size 128 --num_train 50000 --epochs 100
+
+``--convert`` takes exactly one of ``--weight_decay`` (the paper's lambda), ``--weight_decay_norm``,
+``--weight_decay_timescale`` (tau in epochs) and ``--torch_weight_decay`` (torch.optim.AdamW's
+``weight_decay``), plus the run (``--lr``, the global ``--batch_size``, ``--num_train``, ``--epochs`` of the
+run or of the current restart period, optionally ``--steps_per_epoch``, default ceil(num_train / batch_size)),
+and prints the table of :func:`wdlab.optim.convert_decay`. Bad input is one line on stderr, exit status 2.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
 from collections.abc import Sequence
+from typing import NoReturn
+
+from wdlab.cli.errors import report_errors
+
+PROG = "wdlab optimizers"
+
+#: The decay forms --convert takes and prints: option/field name -> what the value is.
+FORMS = {
+    "weight_decay": "lambda, the paper's (wdlab default): per-step decay eta_t * lambda",
+    "weight_decay_norm": "lambda_norm = lambda * sqrt(B * T / b)",
+    "weight_decay_timescale": "tau in epochs = 1 / (lambda * S)",
+    "torch_weight_decay": "torch.optim.AdamW weight_decay = lambda / lr (decay lr_t * wd)",
+}
+_RUN_OPTIONS = ("lr", "batch_size", "num_train", "epochs", "steps_per_epoch")
+
+
+class _InputError(ValueError):
+    """A command-line option ``wdlab optimizers`` cannot use."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line through the command's error handler, not usage + error
+        raise _InputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="List the optimizer registry, or (--convert) show one run's weight decay in all four forms: "
+        "weight_decay (the paper's lambda), weight_decay_norm, weight_decay_timescale (epochs) and torch's "
+        "weight_decay.",
+    )
+    parser.add_argument("--convert", action="store_true", help="print the decay conversion table for a run")
+    run = parser.add_argument_group("the run (with --convert)")
+    run.add_argument("--lr", type=float, help="base learning rate alpha")
+    run.add_argument("--batch_size", type=int, help="global batch size b (per-device batch x world size)")
+    run.add_argument("--num_train", type=int, help="training-set size B")
+    run.add_argument("--epochs", type=float, help="epochs T of the run (of the current period with warm restarts)")
+    run.add_argument("--steps_per_epoch", type=int, help="optimizer steps per epoch S (default ceil(B / b))")
+    forms = parser.add_argument_group("the decay, exactly one (with --convert)")
+    for form, meaning in FORMS.items():
+        forms.add_argument(f"--{form}", type=float, help=meaning)
+    return parser
 
 
 def list_optimizers() -> str:
     """The registry as a table (what ``wdlab optimizers`` prints)."""
     from wdlab.optim import REGISTRY
 
-    rows = [("name", "optimizer", "decay", "schedule", "defaults")]
+    per_step = {"schedule": "eta_t*lambda", "lr": "lr_t*lambda", "corrected": "eta_t^2*lambda", None: "L2 in grad"}
+    rows = [("name", "optimizer", "decay", "per step", "schedule", "defaults")]
     for name, spec in REGISTRY.items():
         decay = "L2" if not spec.decoupled else f"decoupled, {spec.decay_parameterization}"
         defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items() if k != "schedule")
-        rows.append((name, spec.optimizer_class.__name__, decay, spec.schedule, defaults))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows)
+        rows.append((name, spec.optimizer_class.__name__, decay, per_step[spec.decay_scaling], spec.schedule,
+                     defaults))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows)
+
+
+def conversion_table(args: argparse.Namespace) -> str:
+    """The table ``wdlab optimizers --convert`` prints (ValueError on bad input)."""
+    from wdlab.optim import convert_decay
+
+    missing = [f"--{key}" for key in _RUN_OPTIONS[:4] if getattr(args, key) is None]
+    if missing:
+        raise _InputError(f"--convert needs {', '.join(missing)} (the run the decay is for)")
+    if not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise _InputError(f"--epochs must be a number > 0, got {args.epochs!r}")
+    result = convert_decay(
+        lr=args.lr, batch_size=args.batch_size, num_train=args.num_train, period_epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, **{form: getattr(args, form) for form in FORMS},
+    )
+    given = next(form for form in FORMS if getattr(args, form) is not None)
+    lines = [
+        f"run: lr {result.lr:g}, global batch b = {result.batch_size}, B = {result.num_train} training points, "
+        f"T = {result.period_epochs:g} epochs, S = {result.steps_per_epoch} steps/epoch",
+        "",
+    ]
+    rows = [("form", "value", "meaning")]
+    for form, value in result.forms().items():
+        shown = f"{value:.6g}" if math.isfinite(value) else "inf (no decay)"
+        rows.append((form, shown, FORMS[form] + ("   <- given" if form == given else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:2], widths, strict=True)) + "  " + r[2] for r in rows]
+    lines += [
+        "",
+        f"per-step decay at the schedule's peak (eta_t = 1): {result.weight_decay:.6g}; with decay_scaling "
+        f"'schedule' it is eta_t * {result.weight_decay:.6g}, with 'corrected' (adamc, sgdc) "
+        f"eta_t^2 * {result.weight_decay:.6g}",
+    ]
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.convert:
+        print(conversion_table(args))
+        return 0
+    given = [f"--{key}" for key in (*_RUN_OPTIONS, *FORMS) if getattr(args, key) is not None]
+    if given:
+        raise _InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --convert")
+    print(list_optimizers())
+    return 0
 
 
 def main(argv: Sequence[str]) -> int:
-    print(list_optimizers())
-    return 0
+    return report_errors(PROG, (ValueError,), lambda: _run(build_parser().parse_args(argv)))

@@ -1,14 +1,26 @@
 """Optimizers, schedules and weight-decay parameterizations of the paper. No Lightning here.
 
 - :class:`AdamW`, :class:`SGDW`: decoupled weight decay (Loshchilov & Hutter 2019), decay
-  ``eta_t * lambda`` per step by default (``decay_scaling="lr"`` for PyTorch's ``lr_t * lambda``).
+  ``eta_t * lambda`` per step by default (``decay_scaling="lr"`` for PyTorch's ``lr_t * lambda``,
+  ``"corrected"`` for AdamC/SGDC's ``eta_t**2 * lambda``, Defazio et al. 2025).
 - :mod:`wdlab.optim.schedules`: eta_t as a pure function of the step (cosine, warm restarts, ...).
 - :func:`normalized_weight_decay`: lambda = lambda_norm * sqrt(b / (B * T)).
-- :data:`REGISTRY` and :func:`build_optimizer`: ``adam``, ``adamw``, ``adamwr``, ``sgd``, ``sgdw``, ``sgdwr``.
+- :func:`timescale_weight_decay`: lambda = 1 / (tau * S), tau in epochs (Wang & Aitchison 2025).
+- :func:`convert_decay`: one run's decay as weight_decay, weight_decay_norm, weight_decay_timescale and
+  torch's weight_decay (= lambda / lr).
+- :data:`REGISTRY` and :func:`build_optimizer`: ``adam``, ``adamw``, ``adamwr``, ``sgd``, ``sgdw``, ``sgdwr``,
+  ``adamc``, ``sgdc``.
 """
 
 from wdlab.optim import schedules
-from wdlab.optim.decay import NormalizedDecay, normalized_weight_decay, param_groups
+from wdlab.optim.decay import (
+    DecayForms,
+    NormalizedDecay,
+    convert_decay,
+    normalized_weight_decay,
+    param_groups,
+    timescale_weight_decay,
+)
 from wdlab.optim.decoupled import SGDW, AdamW, DecoupledWeightDecayMixin
 from wdlab.optim.registry import (
     HYPERPARAMETERS,
@@ -27,15 +39,18 @@ __all__ = [
     "REGISTRY",
     "SGDW",
     "AdamW",
+    "DecayForms",
     "DecoupledWeightDecayMixin",
     "NormalizedDecay",
     "OptimizerConfig",
     "OptimizerSpec",
     "ScheduledLR",
     "build_optimizer",
+    "convert_decay",
     "make_schedule",
     "normalized_weight_decay",
     "param_groups",
     "resolve_hyperparameters",
     "schedules",
+    "timescale_weight_decay",
 ]

@@ -1,4 +1,20 @@
-"""Weight-decay helpers: the paper's normalized decay (its one home) and parameter groups."""
+"""Weight-decay helpers: the decay parameterizations (their one home), conversions, parameter groups.
+
+A run's weight decay can be given in four forms; all describe the same per-step decay at the peak of
+the schedule (eta_t = 1), with alpha the base lr, b the global batch, B the training-set size, T the
+epochs of the (current) period and S the optimizer steps per epoch:
+
+=========================  ==========================================  ==================================
+form                       lambda (the paper's, per step at eta_t = 1)  home
+=========================  ==========================================  ==================================
+``weight_decay``           lambda                                       the paper (Loshchilov & Hutter)
+``weight_decay_norm``      lambda_norm * sqrt(b / (B * T))              :func:`normalized_weight_decay`
+``weight_decay_timescale`` 1 / (tau * S)                                :func:`timescale_weight_decay`
+``torch_weight_decay``     alpha * wd                                   torch.optim.AdamW (lr_t * wd)
+=========================  ==========================================  ==================================
+
+:func:`convert_decay` turns any one of them into all four for a given run.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +25,11 @@ from typing import Any
 
 from torch import nn
 
-from wdlab.optim.validation import is_number
+from wdlab._checks import check_int
+from wdlab.optim.validation import check_lr, check_weight_decay, is_number
+
+#: The hyperparameters that set a decoupled optimizer's lambda: give exactly one (configs and the registry).
+DECAY_KEYS = ("weight_decay", "weight_decay_norm", "weight_decay_timescale")
 
 # Parameters of these modules scale activations that a following layer (or the loss) is
 # invariant to; the common practice of exempting them from decay is offered, not imposed.
@@ -84,6 +104,177 @@ class NormalizedDecay:
             if "weight_decay_norm" in group:
                 return self.weight_decay(group["weight_decay_norm"], period_epochs)
         return None
+
+
+def check_weight_decay_timescale(timescale: object) -> None:
+    """The one check of a decay timescale tau (in epochs): a finite number > 0."""
+    if not (is_number(timescale) and timescale > 0):
+        raise ValueError(f"weight_decay_timescale must be a number of epochs > 0, got {timescale!r}")
+
+
+def timescale_weight_decay(timescale_epochs: float, steps_per_epoch: int) -> float:
+    """Raw decay lambda (the paper's parameterization) from a decay timescale (Wang & Aitchison, ICML 2025).
+
+        lambda = 1 / (tau * S)
+
+    tau = ``timescale_epochs``, the time constant of the decay in epochs, S = ``steps_per_epoch``
+    (optimizer updates per epoch). With the per-step decay eta_t * lambda at eta_t = 1, the weights'
+    memory of their past decays as (1 - lambda)^k ~ exp(-k / (tau * S)) after k steps: tau is the
+    number of epochs after which an update's contribution has decayed by 1/e. Wang & Aitchison write it
+    in torch's parameterization as tau_iter = 1 / (lr * wd) iterations, tau_epoch = tau_iter / S; since
+    lambda_paper = lr * wd that is the same formula. They find the optimal tau_epoch roughly constant
+    across model and dataset sizes, which is why it is offered as a hyperparameter. tau is measured at
+    the peak of the schedule; an annealed schedule (eta_t < 1) decays more slowly.
+    """
+    check_weight_decay_timescale(timescale_epochs)
+    check_int("steps_per_epoch", steps_per_epoch, 1)
+    return 1.0 / (timescale_epochs * steps_per_epoch)
+
+
+def timescale_group_weight_decay(timescale_epochs: float, steps_per_epoch: int, *, lr: float,
+                                 decay_scaling: str) -> float:
+    """A group's ``weight_decay`` for a timescale tau, in the group's own ``decay_scaling`` convention.
+
+        "schedule", "corrected":  weight_decay = 1 / (tau * S)            (per-step decay at eta_t = 1: lambda)
+        "lr":                     weight_decay = 1 / (tau * S * alpha)    (per-step decay lr_t * wd = alpha * wd)
+
+    alpha = ``lr`` (the group's base lr). Either way the per-step decay at eta_t = 1 is 1 / (tau * S),
+    so a timescale means the same run whatever the convention.
+    """
+    lam = timescale_weight_decay(timescale_epochs, steps_per_epoch)
+    if decay_scaling == "lr":
+        check_lr(lr)
+        return lam / lr
+    return lam
+
+
+def init_timescale_groups(groups: Iterable[dict[str, Any]], steps_per_epoch: int, *, timescale: float | None,
+                          lr: float, decay_scaling: str) -> None:
+    """Resolve ``weight_decay_timescale`` into each group's raw ``weight_decay`` (once: tau does not depend
+    on the restart period).
+
+    ``timescale`` is the run's tau (``None``: the run sets its decay another way); a group may set its own
+    ``weight_decay_timescale``. A group that sets a raw ``weight_decay`` and no timescale (e.g. the
+    zero-decay group) keeps that value. A group's ``lr`` and ``decay_scaling`` (default: the run's) choose
+    the convention, see :func:`timescale_group_weight_decay`. A group keeps its ``weight_decay_timescale``
+    as a record of where its ``weight_decay`` came from.
+    """
+    for group in groups:
+        if "weight_decay_timescale" in group:
+            clash = [key for key in ("weight_decay", "weight_decay_norm") if key in group]
+            if clash:
+                raise ValueError(f"a parameter group sets both weight_decay_timescale and {clash[0]}; give one")
+        elif "weight_decay" in group or "weight_decay_norm" in group or timescale is None:
+            continue
+        else:
+            group["weight_decay_timescale"] = timescale
+        group["weight_decay"] = timescale_group_weight_decay(
+            group["weight_decay_timescale"], steps_per_epoch, lr=group.get("lr", lr),
+            decay_scaling=group.get("decay_scaling", decay_scaling),
+        )
+
+
+@dataclass(frozen=True)
+class DecayForms:
+    """One run's weight decay in the four forms (see :func:`convert_decay`), with the run facts used.
+
+    ``weight_decay`` is the paper's lambda, ``weight_decay_norm`` lambda_norm, ``weight_decay_timescale``
+    tau in epochs (``inf`` when lambda = 0), ``torch_weight_decay`` torch.optim.AdamW's ``weight_decay``.
+    """
+
+    weight_decay: float
+    weight_decay_norm: float
+    weight_decay_timescale: float
+    torch_weight_decay: float
+    lr: float
+    batch_size: int
+    num_train: int
+    period_epochs: float
+    steps_per_epoch: int
+
+    def forms(self) -> dict[str, float]:
+        """The four forms by the hyperparameter names (``torch_weight_decay`` is torch's ``weight_decay``)."""
+        return {
+            "weight_decay": self.weight_decay,
+            "weight_decay_norm": self.weight_decay_norm,
+            "weight_decay_timescale": self.weight_decay_timescale,
+            "torch_weight_decay": self.torch_weight_decay,
+        }
+
+
+def convert_decay(
+    *,
+    lr: float,
+    batch_size: int,
+    num_train: int,
+    period_epochs: float,
+    steps_per_epoch: int | None = None,
+    weight_decay: float | None = None,
+    weight_decay_norm: float | None = None,
+    weight_decay_timescale: float | None = None,
+    torch_weight_decay: float | None = None,
+) -> DecayForms:
+    """One run's weight decay given in one form, in all four (exactly one of the last four arguments).
+
+    With alpha = ``lr`` (the base lr), b = ``batch_size`` (the *global* batch), B = ``num_train``,
+    T = ``period_epochs`` (the run's epochs without restarts, the current period's with them) and
+    S = ``steps_per_epoch`` (default ceil(B / b), one update per batch, the last batch kept):
+
+        lambda = weight_decay                                 (the paper: per-step decay eta_t * lambda)
+        lambda = weight_decay_norm * sqrt(b / (B * T))        (Appendix B.1)
+        lambda = 1 / (weight_decay_timescale * S)             (Wang & Aitchison 2025, tau in epochs)
+        lambda = alpha * torch_weight_decay                   (torch AdamW: theta <- theta - lr_t * wd * theta,
+                                                               so lambda * eta_t = lr_t * wd)
+
+    and so ``weight_decay_norm = lambda * sqrt(B * T / b)``, ``weight_decay_timescale = 1 / (lambda * S)``
+    (``inf`` for lambda = 0), ``torch_weight_decay = lambda / alpha``. All four give the same per-step decay
+    at every step with ``decay_scaling="schedule"`` (and with torch's AdamW for the torch form); for
+    ``decay_scaling="corrected"`` (AdamC/SGDC, per-step eta_t^2 * lambda) the same lambda applies and
+    ``torch_weight_decay`` is timm's ``weight_decay`` with ``corrected_weight_decay=True, lr=alpha``.
+    Raises ValueError (one line, naming the argument) on bad input.
+    """
+    check_lr(lr)
+    check_int("batch_size", batch_size, 1)
+    check_int("num_train", num_train, 1)
+    if not (is_number(period_epochs) and period_epochs > 0):
+        raise ValueError(f"period_epochs must be a number > 0, got {period_epochs!r}")
+    if steps_per_epoch is None:
+        steps_per_epoch = math.ceil(num_train / batch_size)
+    check_int("steps_per_epoch", steps_per_epoch, 1)
+    given = {
+        "weight_decay": weight_decay,
+        "weight_decay_norm": weight_decay_norm,
+        "weight_decay_timescale": weight_decay_timescale,
+        "torch_weight_decay": torch_weight_decay,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of weight_decay, weight_decay_norm, weight_decay_timescale, torch_weight_decay; "
+            f"got {', '.join(given) if given else 'none'}"
+        )
+    ((key, value),) = given.items()
+    norm_factor = math.sqrt(batch_size / (num_train * period_epochs))
+    if key == "weight_decay":
+        check_weight_decay(value)
+        lam = float(value)
+    elif key == "weight_decay_norm":
+        lam = normalized_weight_decay(value, batch_size, num_train, period_epochs)
+    elif key == "weight_decay_timescale":
+        lam = timescale_weight_decay(value, steps_per_epoch)
+    else:
+        if not (is_number(value) and value >= 0):
+            raise ValueError(f"torch_weight_decay must be a number >= 0, got {value!r}")
+        lam = lr * value
+    forms = {
+        "weight_decay": lam,
+        "weight_decay_norm": lam / norm_factor,
+        "weight_decay_timescale": math.inf if lam == 0 else 1.0 / (lam * steps_per_epoch),
+        "torch_weight_decay": lam / lr,
+    }
+    forms[key] = float(value)  # the given form exactly as given
+    return DecayForms(**forms, lr=lr, batch_size=batch_size, num_train=num_train, period_epochs=period_epochs,
+                      steps_per_epoch=steps_per_epoch)
 
 
 def param_groups(model: nn.Module, decay_bias_and_norm: bool = True) -> list[dict[str, Any]]:

@@ -5,14 +5,24 @@ eta_t = schedule multiplier = current lr / initial lr (so ``lr_t = alpha * eta_t
 
 The paper decays by ``eta_t * lambda`` per step: the decay follows the schedule but is *not*
 multiplied by alpha. PyTorch, optax and Keras decay by ``lr_t * wd = alpha * eta_t * wd``.
-Both conventions are offered per group through ``decay_scaling``:
+Three scalings are offered per group through ``decay_scaling``:
 
 * ``"schedule"`` (default, the paper): per-step decay ``eta_t * lambda``.
 * ``"lr"`` (PyTorch's convention, for porting configs): per-step decay ``lr_t * lambda``;
   AdamW is then identical to ``torch.optim.AdamW``.
+* ``"corrected"`` (AdamC / SGDC, Defazio et al. 2025, "Why gradients rapidly increase near the
+  end of training"): per-step decay ``eta_t**2 * lambda``, lambda in the paper's parameterization.
+  In torch's parameterization (``wd = lambda / alpha``, ``lr_max = alpha``) that is
+  ``lr_t**2 / lr_max * wd``, the decay of ``timm.optim.AdamWLegacy(corrected_weight_decay=True)``
+  and ``timm.optim.SGDW(corrected_weight_decay=True)`` constructed with ``lr=alpha, weight_decay=lambda/alpha``.
+  Why: for a layer followed by normalization, balancing the norm the decay removes (2 * decay_t * |theta|^2
+  per step) with the norm the update adds (lr_t^2 * |g|^2) gives ``|g| / |theta| = sqrt(2 * decay_t) / lr_t``
+  at equilibrium. With ``decay_t = eta_t * lambda`` that ratio grows as ``1 / sqrt(eta_t)`` while the
+  schedule anneals (the late-training gradient-norm rise the paper explains); ``decay_t = eta_t**2 * lambda``
+  keeps it constant. At eta_t = 1 (the start of a run or of a period) it decays exactly like ``"schedule"``.
 
-The two are related by ``lambda_torch = lambda_paper / alpha`` for any schedule; the paper's
-parameterization is the one in which the best lambda does not move when alpha changes.
+``"schedule"`` and ``"lr"`` are related by ``lambda_torch = lambda_paper / alpha`` for any schedule; the
+paper's parameterization is the one in which the best lambda does not move when alpha changes.
 
 AdamW runs torch's own Adam kernels (single-tensor, multi-tensor ``foreach`` or ``fused``); SGDW
 has its own two kernels (per-tensor and multi-tensor) that fuse the decay into the update, and a
@@ -69,11 +79,20 @@ class DecoupledWeightDecayMixin:
     def decay_coefficient(cls, group: dict[str, Any]) -> float:
         """The decay applied per step to the group's weights, theta <- (1 - coefficient) * theta.
 
-        ``eta_t * lambda`` under ``decay_scaling="schedule"``, ``lr_t * lambda`` under ``"lr"``.
+        With eta_t = lr_t / initial_lr and lambda = the group's ``weight_decay``:
+
+            "schedule":  coefficient = eta_t * lambda                (the paper)
+            "lr":        coefficient = lr_t * lambda                 (PyTorch's convention)
+            "corrected": coefficient = eta_t**2 * lambda             (AdamC / SGDC, Defazio et al. 2025)
+                                     = lr_t**2 / lr_max * (lambda / alpha),  lr_max = alpha = initial_lr
         """
-        if group["decay_scaling"] == "lr":
+        scaling = group["decay_scaling"]
+        if scaling == "lr":
             return group["lr"] * group["weight_decay"]
-        return cls.schedule_multiplier(group) * group["weight_decay"]
+        eta = cls.schedule_multiplier(group)
+        if scaling == "corrected":
+            return eta * eta * group["weight_decay"]
+        return eta * group["weight_decay"]
 
 
 class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
@@ -86,9 +105,15 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
         theta_t = theta_{t-1} - eta_t * (alpha * mhat_t / (sqrt(vhat_t) + eps) + lambda * theta_{t-1})
 
     eta_t = lr_t / initial_lr multiplies both terms; lambda is not multiplied by alpha.
+    With ``decay_scaling="corrected"`` (AdamC, Defazio et al. 2025) the decay term is
+    ``eta_t**2 * lambda * theta_{t-1}`` instead of ``eta_t * lambda * theta_{t-1}``:
+
+        theta_t = theta_{t-1} - eta_t * alpha * mhat_t / (sqrt(vhat_t) + eps) - eta_t**2 * lambda * theta_{t-1}
+
     Implementation: torch's decoupled Adam kernel decays by ``lr_t * wd``, and
     ``lr_t * (lambda / alpha) = eta_t * lambda``, so the kernel is given ``wd = lambda / alpha``
-    (``decay_scaling="schedule"``) or ``wd = lambda`` (``"lr"``, identical to torch.optim.AdamW).
+    (``decay_scaling="schedule"``), ``wd = lambda`` (``"lr"``, identical to torch.optim.AdamW) or
+    ``wd = eta_t * lambda / alpha`` (``"corrected"``: ``lr_t * eta_t * lambda / alpha = eta_t**2 * lambda``).
     All of torch's paths (single-tensor, ``foreach``, ``fused``) are available.
     """
 
@@ -127,9 +152,17 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
 
     @staticmethod
     def _torch_weight_decay(group: dict[str, Any]) -> float:
-        """The coefficient torch's decoupled kernel needs: it decays by lr_t * wd."""
-        if group["decay_scaling"] == "lr":
+        """The coefficient wd torch's decoupled kernel needs: it decays by lr_t * wd.
+
+            "schedule":  wd = lambda / alpha               (lr_t * wd = eta_t * lambda)
+            "lr":        wd = lambda                       (lr_t * wd = lr_t * lambda)
+            "corrected": wd = eta_t * lambda / alpha       (lr_t * wd = eta_t**2 * lambda)
+        """
+        scaling = group["decay_scaling"]
+        if scaling == "lr":
             return group["weight_decay"]
+        if scaling == "corrected":
+            return group["weight_decay"] * DecoupledWeightDecayMixin.schedule_multiplier(group) / group["initial_lr"]
         return group["weight_decay"] / group["initial_lr"]
 
     @torch.no_grad()
@@ -160,6 +193,10 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
         buf_t   = mu * buf_{t-1} + (1 - dampening) * g_t        (buf_1 = g_1)
         d_t     = g_t + mu * buf_t  if nesterov  else  buf_t    (d_t = g_t if mu = 0)
         theta_t = theta_{t-1} - alpha * eta_t * d_t - eta_t * lambda * theta_{t-1}
+
+    With ``decay_scaling="corrected"`` (SGDC, Defazio et al. 2025) the last term is
+    ``eta_t**2 * lambda * theta_{t-1}``; with ``"lr"`` it is ``lr_t * lambda * theta_{t-1}``
+    (see :meth:`decay_coefficient`).
 
     (Algorithm 1 of the paper puts eta_t * alpha inside the buffer; with a constant schedule
     the two agree.) State is stored as torch.optim.SGD stores it (``momentum_buffer``), and
@@ -248,7 +285,8 @@ def sgdw_update(
 ) -> None:
     """One SGDW step in place: ``theta <- (1 - decay) * theta - lr * d`` with d from the momentum buffer.
 
-    ``decay`` is the per-step coefficient (eta_t * lambda in the paper's parameterization).
+    ``decay`` is the per-step coefficient (eta_t * lambda in the paper's parameterization, eta_t**2 * lambda
+    under ``decay_scaling="corrected"``; see :meth:`DecoupledWeightDecayMixin.decay_coefficient`).
     ``buffers`` holds each parameter's momentum buffer or None (created here on the first step).
 
     Two kernels, chosen as torch chooses for its own SGD (``foreach=None``: multi-tensor on CUDA,

@@ -1,4 +1,4 @@
-"""The optimizer registry: the paper's six setups by name, and one factory.
+"""The optimizer registry: the paper's six setups and the corrected-decay variants by name, and one factory.
 
 ========  =====================  ==============  ==================  ========================
 entry     optimizer              decay           schedule            defaults
@@ -9,12 +9,22 @@ adamwr    wdlab AdamW            normalized      warm restarts       lr 1e-3, wd
 sgd       torch.optim.SGD        L2 (coupled)    cosine              lr 0.05, mom 0.9, wd 5e-4
 sgdw      wdlab SGDW             decoupled       cosine              lr 0.05, mom 0.9, wd 1.25e-4
 sgdwr     wdlab SGDW             normalized      warm restarts       lr 0.05, mom 0.9, wd_norm 0.025
+adamc     wdlab AdamW            corrected       cosine              lr 1e-3, wd 1.25e-4
+sgdc      wdlab SGDW             corrected       cosine              lr 0.05, mom 0.9, wd 1.25e-4
 ========  =====================  ==============  ==================  ========================
+
+``adamc`` / ``sgdc`` (AdamC / SGDC, Defazio et al. 2025) are ``adamw`` / ``sgdw`` with
+``decay_scaling="corrected"``: per-step decay eta_t^2 * lambda instead of eta_t * lambda (see
+:mod:`wdlab.optim.decoupled`). They come last so the paper's six keep their order in listings.
 
 Learning rates, momentum and lambda_norm = 0.025 are the paper's. The raw decoupled default
 1.25e-4 is lambda_norm = 0.025 at the paper's CIFAR-10 setup (b = 128, B = 50,000, T = 100
 epochs; 1.26e-4) rounded onto the paper's Fig. 2 grid (1/8 x 0.001). Warm restarts default to
 the paper's CIFAR-10 periods (t0_epochs = 100, t_mult = 2: ends at 100, 300, 700, 1500).
+
+Decay is set by exactly one of ``weight_decay`` (raw lambda), ``weight_decay_norm`` (lambda_norm,
+recomputed per period) or ``weight_decay_timescale`` (tau in epochs, lambda = 1 / (tau * steps_per_epoch),
+decoupled entries only); see :mod:`wdlab.optim.decay`.
 """
 
 from __future__ import annotations
@@ -29,7 +39,14 @@ import torch
 from torch.optim import Optimizer
 
 from wdlab._checks import check_int
-from wdlab.optim.decay import NormalizedDecay, check_weight_decay_norm
+from wdlab.optim.decay import (
+    DECAY_KEYS,
+    NormalizedDecay,
+    check_weight_decay_norm,
+    check_weight_decay_timescale,
+    init_timescale_groups,
+    timescale_group_weight_decay,
+)
 from wdlab.optim.decoupled import SGDW, AdamW
 from wdlab.optim.schedules import SCHEDULE_NAMES, SCHEDULES, ScheduledLR, make_schedule
 from wdlab.optim.validation import (
@@ -52,6 +69,7 @@ class OptimizerConfig(TypedDict, total=False):
     lr: float
     weight_decay: float
     weight_decay_norm: float
+    weight_decay_timescale: float
     decay_scaling: str
     momentum: float
     nesterov: bool
@@ -83,6 +101,7 @@ _CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any]], None]], ...] = (
     ("lr", lambda hp: check_lr(hp["lr"])),
     ("weight_decay", lambda hp: check_weight_decay(hp["weight_decay"])),
     ("weight_decay_norm", lambda hp: check_weight_decay_norm(hp["weight_decay_norm"])),
+    ("weight_decay_timescale", lambda hp: check_weight_decay_timescale(hp["weight_decay_timescale"])),
     ("betas", lambda hp: check_betas(hp["betas"])),
     ("eps", lambda hp: check_eps(hp["eps"])),
     ("nesterov", _check_nesterov),
@@ -98,12 +117,13 @@ class OptimizerSpec:
     Args:
         name: the registry name configs use.
         optimizer_class: a ``torch.optim.Optimizer`` taking ``(params, lr=, weight_decay=, ...)``.
-        decoupled: ``True`` for decoupled decay (the class also takes ``decay_scaling``); ``False``:
-            L2 added to the gradient (the paper's baselines).
+        decoupled: ``True`` for decoupled decay (the class also takes ``decay_scaling``, and the entry
+            ``weight_decay_timescale``); ``False``: L2 added to the gradient (the paper's baselines).
         hyperparameters: the class's own hyperparameters beyond lr and decay, passed to it by name
             (``("betas", "eps")`` for Adam, ``("momentum", "nesterov")`` for SGD).
-        defaults: every hyperparameter's default, including ``schedule`` and either ``weight_decay``
-            (raw lambda) or ``weight_decay_norm`` (normalized).
+        defaults: every hyperparameter's default, including ``schedule`` and one of ``weight_decay``
+            (raw lambda), ``weight_decay_norm`` (normalized) or ``weight_decay_timescale`` (tau in epochs);
+            decoupled entries also ``decay_scaling``.
         description: one line for ``wdlab optimizers`` and error messages.
     """
 
@@ -116,8 +136,16 @@ class OptimizerSpec:
 
     @property
     def decay_parameterization(self) -> str:
-        """``normalized`` (lambda from lambda_norm per period) or ``raw`` (lambda as given)."""
-        return "normalized" if "weight_decay_norm" in self.defaults else "raw"
+        """``normalized`` (lambda from lambda_norm per period), ``timescale`` (lambda = 1 / (tau * S)) or
+        ``raw`` (lambda as given)."""
+        if "weight_decay_norm" in self.defaults:
+            return "normalized"
+        return "timescale" if "weight_decay_timescale" in self.defaults else "raw"
+
+    @property
+    def decay_scaling(self) -> str | None:
+        """The default ``decay_scaling`` of a decoupled entry (``schedule``, ``lr`` or ``corrected``); None for L2."""
+        return self.defaults.get("decay_scaling") if self.decoupled else None
 
     @property
     def schedule(self) -> str:
@@ -125,7 +153,7 @@ class OptimizerSpec:
 
     def accepts(self, key: str) -> bool:
         """Whether ``key`` is a hyperparameter of this entry (schedule keys: of some schedule)."""
-        if key == "decay_scaling":
+        if key in ("decay_scaling", "weight_decay_timescale"):
             return self.decoupled
         return key in _COMMON or key in self.hyperparameters
 
@@ -136,6 +164,7 @@ _COSINE = {"schedule": "cosine", "eta_min": 0.0, "warmup_epochs": 0.0}
 _RESTARTS = {"schedule": "warm_restarts", "t0_epochs": 100, "t_mult": 2, "eta_min": 0.0, "warmup_epochs": 0.0}
 _DECOUPLED_RAW = {"weight_decay": 1.25e-4, "decay_scaling": "schedule"}
 _DECOUPLED_NORM = {"weight_decay_norm": 0.025, "decay_scaling": "schedule"}
+_CORRECTED_RAW = {"weight_decay": 1.25e-4, "decay_scaling": "corrected"}
 _L2 = {"weight_decay": 5e-4}
 _ADAM_HP = ("betas", "eps")
 _SGD_HP = ("momentum", "nesterov")
@@ -160,6 +189,12 @@ REGISTRY: Mapping[str, OptimizerSpec] = MappingProxyType(
                       **_SGD, **_DECOUPLED_RAW, **_COSINE),
         "sgdwr": _spec("sgdwr", SGDW, True, _SGD_HP, "SGDW + warm restarts + normalized weight decay",
                        **_SGD, **_DECOUPLED_NORM, **_RESTARTS),
+        "adamc": _spec("adamc", AdamW, True, _ADAM_HP,
+                       "AdamC: AdamW with corrected decay eta_t^2 * lambda (Defazio et al. 2025)",
+                       **_ADAM, **_CORRECTED_RAW, **_COSINE),
+        "sgdc": _spec("sgdc", SGDW, True, _SGD_HP,
+                      "SGDC: SGDW with corrected decay eta_t^2 * lambda (Defazio et al. 2025)",
+                      **_SGD, **_CORRECTED_RAW, **_COSINE),
     }
 )
 
@@ -178,16 +213,21 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any]) -> tuple[Op
     for key in overrides:
         if not spec.accepts(key):
             raise ValueError(f"hyperparameter {key!r} does not apply to optimizer {name!r} ({spec.description})")
-    if "weight_decay" in overrides and "weight_decay_norm" in overrides:
+    decay_given = [key for key in DECAY_KEYS if key in overrides]
+    if set(decay_given) == {"weight_decay", "weight_decay_norm"}:
         raise ValueError(
             "give either weight_decay (raw lambda) or weight_decay_norm (normalized lambda), not both"
         )
+    if len(decay_given) > 1:
+        raise ValueError(
+            "give only one of weight_decay (raw lambda), weight_decay_norm (normalized lambda) or "
+            f"weight_decay_timescale (tau in epochs); got {' and '.join(decay_given)}"
+        )
 
     hp = dict(spec.defaults)
-    if "weight_decay" in overrides:
-        hp.pop("weight_decay_norm", None)
-    if "weight_decay_norm" in overrides:
-        hp.pop("weight_decay", None)
+    if decay_given:  # the one given replaces the entry's default parameterization
+        for key in DECAY_KEYS:
+            hp.pop(key, None)
     hp.update(overrides)
 
     schedule = hp["schedule"]
@@ -228,6 +268,12 @@ def build_optimizer(
     Under normalized decay a group that sets ``weight_decay`` keeps that raw value (0 for the
     zero-decay group), and a group may set its own ``weight_decay_norm``.
 
+    ``weight_decay_timescale`` (tau, in epochs; decoupled entries) is resolved here, once, into each
+    group's raw lambda = 1 / (tau * ``steps_per_epoch``) (divided by the group's lr under
+    ``decay_scaling="lr"``, so the per-step decay at eta_t = 1 is 1 / (tau * S) in every convention); a group
+    that sets ``weight_decay`` keeps it, and a group may set its own ``weight_decay_timescale``.
+    See :func:`wdlab.optim.decay.timescale_weight_decay`.
+
     ``overrides`` are hyperparameters by name (see :data:`HYPERPARAMETERS`); bad values raise
     ValueError naming the parameter and the allowed range.
 
@@ -260,12 +306,21 @@ def build_optimizer(
         )
 
     groups = _as_groups(params)
+    timescale = hp.get("weight_decay_timescale")
+    if timescale is not None or any("weight_decay_timescale" in group for group in groups):
+        if not spec.decoupled:
+            raise ValueError(f"weight_decay_timescale does not apply to optimizer {name!r} ({spec.description})")
+        init_timescale_groups(groups, steps_per_epoch, timescale=timescale, lr=hp["lr"],
+                              decay_scaling=hp["decay_scaling"])
     normalized = None
     if "weight_decay_norm" in hp:
         normalized = NormalizedDecay(batch_size=batch_size, num_train=num_train)
         first_period = schedule.period_epochs(0)
         normalized.init_groups(groups, hp["weight_decay_norm"], first_period)
         weight_decay = normalized.weight_decay(hp["weight_decay_norm"], first_period)
+    elif timescale is not None:
+        weight_decay = timescale_group_weight_decay(timescale, steps_per_epoch, lr=hp["lr"],
+                                                    decay_scaling=hp["decay_scaling"])
     else:
         weight_decay = hp["weight_decay"]
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 
-DECAY_SCALINGS = ("schedule", "lr")
+#: How a decoupled optimizer scales its decay per step (eta_t = lr_t / initial_lr of the group):
+#: ``schedule`` eta_t*lambda (the paper), ``lr`` lr_t*lambda (PyTorch), ``corrected`` eta_t^2*lambda
+#: (AdamC/SGDC, Defazio et al. 2025). See :mod:`wdlab.optim.decoupled`.
+DECAY_SCALINGS = ("schedule", "lr", "corrected")
 
 
 def check_decay_scaling(decay_scaling: object) -> None:
     if decay_scaling not in DECAY_SCALINGS:
         raise ValueError(
-            f"decay_scaling must be 'schedule' (the paper: decay eta_t*lambda) or 'lr' "
-            f"(PyTorch's convention: decay lr_t*lambda); got {decay_scaling!r}"
+            f"decay_scaling must be 'schedule' (the paper: decay eta_t*lambda), 'lr' "
+            f"(PyTorch's convention: decay lr_t*lambda) or 'corrected' (AdamC/SGDC: decay eta_t^2*lambda); "
+            f"got {decay_scaling!r}"
         )
 
 
