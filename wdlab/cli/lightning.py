@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
 from wdlab.cli.errors import one_line, report_errors
 from wdlab.data import DatasetError
+from wdlab.optim import decay_table, param_groups
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
 from wdlab.training.checkpoints import Preempted
 from wdlab.training.fastpaths import cuda_trainer_defaults
@@ -114,6 +115,11 @@ class WdlabCLI(LightningCLI):
             help="after 'fit', evaluate the final model on the test set (logs test/err, test/err5)",
         )
         parser.add_argument(
+            "--print_decay",
+            action="store_true",
+            help="print the table of parameter groups (decayed or not, tensors, shapes) and exit",
+        )
+        parser.add_argument(
             "--sweep",
             type=dict | None,
             default=None,
@@ -163,7 +169,15 @@ class WdlabCLI(LightningCLI):
                        "(give it a logger or --trainer.default_root_dir DIR to keep them)")
         return True
 
+    def _decay_table(self) -> str:
+        net = getattr(self.model, "net", self.model)
+        groups = param_groups(net, decay_bias_and_norm=getattr(self.model, "decay_bias_and_norm", True))
+        return decay_table(net, groups)
+
     def _resolve_ckpt_path(self) -> None:
+        if self.config[self.subcommand].get("print_decay"):
+            print(self._decay_table())
+            raise SystemExit(0)
         kwargs = self.config_init[self.subcommand]
         ckpt_path = kwargs.get("ckpt_path")
         # A fit that writes nothing overwrites nothing: no refusal for a run directory that holds a run.
@@ -172,6 +186,8 @@ class WdlabCLI(LightningCLI):
         if self.writes_run_files:
             start = f"resuming from {resolved}" if resolved else "starting"
             rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
+        if self.subcommand == "fit":  # so that a parameter silently left out of the decay is visible
+            rank_zero_info(f"wdlab: parameter groups\n{self._decay_table()}")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # The options as given: which model/data keys were named on the command line (see _parse_ckpt_path).

@@ -277,23 +277,49 @@ def convert_decay(
                       steps_per_epoch=steps_per_epoch)
 
 
-def param_groups(model: nn.Module, decay_bias_and_norm: bool = True) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, decay_bias_and_norm: bool = True, decay_embeddings: bool = True
+) -> list[dict[str, Any]]:
     """Parameter groups for an optimizer.
 
-    ``decay_bias_and_norm=True`` (default, the paper's setup) returns one group with every
-    trainable parameter, all decayed. ``False`` puts biases and the weights of normalization
-    layers (BatchNorm, GroupNorm, LayerNorm, ...) into a second group with ``weight_decay=0``;
-    the optimizer's other hyperparameters apply to both groups.
+    ``decay_bias_and_norm=True`` (default, the paper's setup) decays every trainable parameter.
+    ``False`` puts biases and the weights of normalization layers (BatchNorm, InstanceNorm, GroupNorm,
+    LayerNorm, RMSNorm, LocalResponseNorm) into a group with ``weight_decay=0``;
+    ``decay_embeddings=False`` does the same for the weights of ``nn.Embedding`` layers (common for
+    language models). With nothing exempt there is one group, ``"all"``; else ``"decay"`` and
+    ``"no_decay"``. The optimizer's other hyperparameters apply to every group.
     """
-    if decay_bias_and_norm:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "name": "all"}]
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for param_name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue  # shared parameters are grouped once, by their first owner
             seen.add(id(param))
-            exempt = isinstance(module, _NORM_LAYERS) or param_name == "bias"
+            exempt = (not decay_bias_and_norm and (isinstance(module, _NORM_LAYERS) or param_name == "bias")) or (
+                not decay_embeddings and isinstance(module, nn.Embedding)
+            )
             (no_decay if exempt else decay).append(param)
+    if not no_decay:
+        return [{"params": decay, "name": "all"}]
     groups = [{"params": decay, "name": "decay"}, {"params": no_decay, "name": "no_decay", "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def decay_table(model: nn.Module, groups: list[dict[str, Any]], decays: list[float] | None = None) -> str:
+    """A table of the optimizer's parameter groups: for each, whether it is decayed, how many tensors and
+    values it holds, and which parameters (by name, with shapes), so that a silent exclusion is visible.
+
+    ``decays``: each group's weight decay as the optimizer resolved it (default: the group's own
+    ``weight_decay`` entry, "decayed" when there is none).
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    lines = [f"{'group':<10} {'decayed':<8} {'tensors':>7} {'values':>11}  parameters (shape)"]
+    for index, group in enumerate(groups):
+        params = list(group["params"])
+        decay = decays[index] if decays is not None else group.get("weight_decay")
+        decayed = "yes" if decay is None or decay != 0 else "no"
+        listed = ", ".join(f"{names.get(id(p), '?')} {tuple(p.shape)}" for p in params[:6])
+        more = f", ... (+{len(params) - 6})" if len(params) > 6 else ""
+        lines.append(f"{group.get('name', index)!s:<10} {decayed:<8} {len(params):>7} "
+                     f"{sum(p.numel() for p in params):>11,}  {listed}{more}")
+    return "\n".join(lines)
