@@ -9,6 +9,7 @@ from wdlab.training.checkpoints import (
 )
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.module import ImageClassifier
+from wdlab.training.optimizers import configure_optimizers
 from wdlab.training.snapshots import AnytimeSnapshots
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Preempted",
     "ResumableCheckpoint",
     "check_checkpoint",
+    "configure_optimizers",
 ]

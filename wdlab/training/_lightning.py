@@ -13,8 +13,11 @@ import lightning as L
 
 __all__ = [
     "given_by_cli",
+    "lightning_creates_epoch_iterator",
     "load_pending_loader_states",
     "logs_this_step",
+    "restart_training_iterator",
+    "skip_training_batches",
     "start_next_epoch_after_last_batch_restore",
     "tensorboard_file_writer",
 ]
@@ -34,6 +37,40 @@ def load_pending_loader_states(trainer: L.Trainer) -> None:
     if states and loader is not None:
         loader._load_state_dicts(states)
         fit_loop._combined_loader_states_to_load = []
+
+
+def restart_training_iterator(trainer: L.Trainer) -> None:
+    """Create the training batches' iterator anew, from the random streams as they are now.
+
+    For plain ``DataLoader``\\ s the shuffle and the workers' seeds are drawn from the global streams when
+    the iterator is created; Lightning creates the first epoch's iterator in ``FitLoop.setup_data``
+    (before any hook a callback can use to record those streams) and later ones in
+    ``_TrainingEpochLoop.on_run_start``. ``wdlab.training.exact`` re-creates it at known streams to replay
+    an interrupted epoch. There is no public way to reach the fit loop's data fetcher.
+    """
+    fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+    if fetcher is not None:
+        iter(fetcher)  # _DataFetcher.__iter__: iter(combined loader), fetched = 0
+
+
+def lightning_creates_epoch_iterator(trainer: L.Trainer) -> bool:
+    """Whether Lightning creates the training iterator of the epoch now starting (called from
+    ``on_train_epoch_start``) -- the condition in ``_TrainingEpochLoop.on_run_start`` of Lightning 2.6.6
+    (``loops/training_epoch_loop.py``, line 245). The first epoch of every ``fit`` (fresh or resumed) uses
+    the iterator created in ``FitLoop.setup_data`` instead."""
+    return bool(
+        trainer.current_epoch > 0 and not trainer.fit_loop.is_resuming and not trainer.fit_loop.epoch_loop.restarting
+    )
+
+
+def skip_training_batches(trainer: L.Trainer, batches: int) -> None:
+    """Draw and discard ``batches`` batches from the training iterator (not counted as fetched: Lightning's
+    epoch loop adds the restored batch count itself when the resumed epoch starts)."""
+    fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+    if fetcher is None or fetcher.iterator is None:
+        return
+    for _ in range(batches):
+        next(fetcher.iterator)
 
 
 def start_next_epoch_after_last_batch_restore(trainer: L.Trainer) -> None:

@@ -32,6 +32,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab._io import atomic_write
 from wdlab.training._lightning import start_next_epoch_after_last_batch_restore
+from wdlab.training.errors import CheckpointError
+from wdlab.training.exact import ExactResume
 
 __all__ = [
     "STOP_SIGNALS",
@@ -41,10 +43,6 @@ __all__ = [
     "ResumableCheckpoint",
     "check_checkpoint",
 ]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from; the message names the file, the problem and the fix."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -101,6 +99,10 @@ class ResumableCheckpoint(ModelCheckpoint):
     position, data position, RNG streams, callback states) and :class:`Preempted` is raised
     (``wdlab fit`` turns it into a resume hint and exit status 0 for SIGTERM, 130 for SIGINT).
     A second Ctrl-C aborts at once, without saving.
+
+    Exact resume, for any LightningModule (:class:`~wdlab.training.exact.ExactResume`): every checkpoint
+    of the trainer also holds the random streams, the position in the epoch of plain ``DataLoader``\\ s
+    (replayed on resume) and the run shape recorded by :func:`wdlab.training.configure_optimizers`.
     """
 
     def __init__(
@@ -124,6 +126,8 @@ class ResumableCheckpoint(ModelCheckpoint):
         self._step_at_last_batch_end = -1
         self._stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
+        #: RNG streams, plain loaders' position and run shape in every checkpoint (any LightningModule).
+        self.exact_resume = ExactResume()
 
     @property
     def last_checkpoint_path(self) -> Path:
@@ -144,6 +148,9 @@ class ResumableCheckpoint(ModelCheckpoint):
         # A resume from a checkpoint of an epoch's last batch (a snapshot, a SIGTERM there) must start
         # the next epoch as a new one, or every later epoch-end last.ckpt resumes one epoch short.
         start_next_epoch_after_last_batch_restore(trainer)
+        # Exact resume: the loader position (replaying a plain DataLoader's interrupted epoch), then the
+        # random streams of the checkpoint (wdlab.training.exact).
+        self.exact_resume.train_start(trainer, pl_module)
         self._stop_signal = None
         self._step_at_last_batch_end = trainer.global_step
         for signum in STOP_SIGNALS:
@@ -151,6 +158,18 @@ class ResumableCheckpoint(ModelCheckpoint):
                 self._previous_handlers[signum] = signal.signal(signum, self._on_stop_signal)
             except ValueError:  # not the main thread: leave signal handling to Lightning
                 pass
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.exact_resume.train_epoch_start(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        self.exact_resume.save(trainer, pl_module, checkpoint)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        self.exact_resume.load(pl_module, checkpoint)
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:

@@ -5,19 +5,25 @@
 * :func:`split_outputs` runs a network over every batch of a loader in eval mode without gradients
   and yields ``(outputs, labels)`` on the device; :func:`evaluate_error` (the anytime snapshots)
   and the snapshot ensembles build on it.
+* :func:`evaluate_validation_step` evaluates any LightningModule with its own ``validation_step``
+  (the anytime snapshots of modules that are not wdlab classifiers): what the step logs, averaged.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 
-__all__ = ["evaluate_error", "split_outputs", "topk_correct"]
+from wdlab.training.exact import capture_rng_states, restore_rng_states
+
+__all__ = ["evaluate_error", "evaluate_validation_step", "split_outputs", "topk_correct"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -96,3 +102,73 @@ def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[fl
         raise ValueError("the evaluation set is empty")
     wrong1, wrong5 = wrong.tolist()
     return wrong1 / total, wrong5 / total
+
+
+def evaluate_validation_step(
+    trainer: L.Trainer, pl_module: L.LightningModule, loaders: Iterable[Any]
+) -> dict[str, float]:
+    """Run ``pl_module.validation_step`` over every batch of ``loaders`` (in eval mode, without gradients,
+    under the trainer's precision) and return what it logs, each value averaged over the batches weighted by
+    their size (Lightning's epoch-level mean; a logged torchmetrics ``Metric`` is computed, then reset).
+    A step that logs nothing but returns a scalar contributes it as ``val_loss``.
+
+    Outside Lightning's validation loop: no hooks, loop counters or logged metrics of the run change, and the
+    random streams are put back afterwards, so a snapshot does not change the course of training. Under
+    DDP the sums are reduced over the ranks (every rank must call it).
+    """
+    loaders = list(loaders)
+    sums: dict[str, torch.Tensor] = {}
+    weights: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    batch_size_now: list[int] = [1]
+
+    def collect(name: str, value: Any, *args: Any, batch_size: int | None = None, **kwargs: Any) -> None:
+        if isinstance(value, Mapping):  # log_dict-style values are not expected here; keep the scalars
+            return
+        if hasattr(value, "compute") and hasattr(value, "reset"):  # a torchmetrics Metric: computed at the end
+            metrics[name] = value
+            return
+        size = batch_size if batch_size is not None else batch_size_now[0]
+        value = torch.as_tensor(value, dtype=torch.float64, device=pl_module.device).detach()
+        sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64, device=pl_module.device)) + value * size
+        weights[name] = weights.get(name, 0.0) + size
+
+    def log_dict(values: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+        for name, value in values.items():
+            collect(name, value, **{k: v for k, v in kwargs.items() if k == "batch_size"})
+
+    takes_index = len(loaders) > 1 and "dataloader_idx" in inspect.signature(pl_module.validation_step).parameters
+    rng = capture_rng_states()
+    was_training = pl_module.training
+    pl_module.log, pl_module.log_dict = collect, log_dict  # instance attributes shadow the methods
+    pl_module.eval()
+    try:
+        with torch.no_grad(), trainer.precision_plugin.val_step_context():
+            for index, loader in enumerate(loaders):
+                for batch_idx, batch in enumerate(loader):
+                    try:
+                        batch_size_now[0] = extract_batch_size(batch)
+                    except Exception:  # an unusual batch: weight 1
+                        batch_size_now[0] = 1
+                    batch = trainer.strategy.batch_to_device(batch, dataloader_idx=index)
+                    extra = {"dataloader_idx": index} if takes_index else {}
+                    out = pl_module.validation_step(batch, batch_idx, **extra)
+                    if not sums and not metrics and isinstance(out, torch.Tensor) and out.numel() == 1:
+                        collect("val_loss", out)
+    finally:
+        del pl_module.log, pl_module.log_dict
+        pl_module.train(was_training)
+        restore_rng_states(rng)
+    names = sorted(sums)
+    results: dict[str, float] = {}
+    if names:
+        totals = torch.stack([sums[n] for n in names] + [torch.tensor(weights[n], dtype=torch.float64,
+                                                                      device=pl_module.device) for n in names])
+        if trainer.world_size > 1:
+            totals = trainer.strategy.reduce(totals, reduce_op="sum")
+        half = len(names)
+        results = {n: float(totals[i] / totals[half + i]) for i, n in enumerate(names)}
+    for name, metric in metrics.items():
+        results[name] = float(metric.compute())
+        metric.reset()
+    return results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -12,20 +11,19 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig, build_optimizer, param_groups
+from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig
 from wdlab.optim.registry import resolve_hyperparameters
 from wdlab.training._lightning import given_by_cli, logs_this_step, tensorboard_file_writer
-from wdlab.training.checkpoints import CheckpointError
+from wdlab.training.checkpoints import ResumableCheckpoint
+from wdlab.training.exact import RUN_SHAPE, RUN_SHAPE_KEY, ExactResume
 from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
 from wdlab.training.metrics import ErrorRate
-from wdlab.training.resume import RNG_STATES_KEY, capture_rng_states, restore_training_state
+from wdlab.training.optimizers import configure_optimizers
 
 #: Metric tags shown in TensorBoard's hparams tab (their last logged values).
 HPARAM_METRICS = ("val/err", "val/err5", "test/err", "test/err5")
 
-#: Checkpoint key of what a resumed run must keep: images per step, steps per epoch, training-set size.
-RUN_SHAPE_KEY = "wdlab_run_shape"
-RUN_SHAPE = ("global_batch_size", "steps_per_epoch", "num_train")
+__all__ = ["HPARAM_METRICS", "RUN_SHAPE", "RUN_SHAPE_KEY", "ImageClassifier"]  # RUN_SHAPE*: wdlab.training.exact
 
 
 class ImageClassifier(L.LightningModule):
@@ -84,6 +82,7 @@ class ImageClassifier(L.LightningModule):
         self.uses_channels_last = False
         self.uses_fused_optimizer: bool | None = None
         self.num_classes: int | None = None
+        self.exact_resume = ExactResume()  # used when trained without a ResumableCheckpoint
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -108,35 +107,12 @@ class ImageClassifier(L.LightningModule):
             setattr(self, f"{split}_err5", ErrorRate(self.num_classes, top_k=5))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        trainer = self.trainer
-        datamodule = trainer.datamodule
-        total_steps = int(trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        if max_epochs is None:
-            max_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
-        global_batch = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-        overrides = {k: v for k, v in self.optimizer_config.items() if k != "name"}
+        # The one home of "a registry optimizer fitted to the run" (also for any other module).
         self.uses_fused_optimizer = resolve_fused(self.fused_optimizer, self.device)  # parameters are there now
-        optimizer, scheduler = build_optimizer(
-            self.optimizer_config["name"],
-            param_groups(self.net, decay_bias_and_norm=self.decay_bias_and_norm),
-            steps_per_epoch=steps_per_epoch,
-            max_epochs=max_epochs,
-            batch_size=global_batch,
-            num_train=int(datamodule.num_train),
+        return configure_optimizers(
+            self, self.optimizer_config, params=self.net, decay_bias_and_norm=self.decay_bias_and_norm,
             fused=self.uses_fused_optimizer,
-            **overrides,
         )
-        self.run_facts = {
-            "steps_per_epoch": steps_per_epoch,
-            "max_epochs": max_epochs,
-            "global_batch_size": global_batch,
-            "num_train": int(datamodule.num_train),
-            "world_size": trainer.world_size,
-        }
-        self._check_run_shape()
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # -- steps -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,36 +192,32 @@ class ImageClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         self._write_hparams_session()
 
-    # -- exact resume (wdlab.training.resume) -----------------------------------------------
+    # -- exact resume (wdlab.training.exact) ------------------------------------------------
+    # ResumableCheckpoint does it for any module (``wdlab fit`` always has one); without that callback the
+    # classifier does it itself, with the same code and checkpoint keys.
+    def _resumes_itself(self) -> bool:
+        return not any(isinstance(c, ResumableCheckpoint) for c in self.trainer.callbacks)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[RNG_STATES_KEY] = capture_rng_states()
-        if hasattr(self, "run_facts"):
-            checkpoint[RUN_SHAPE_KEY] = {k: self.run_facts[k] for k in RUN_SHAPE}
+        if self._resumes_itself():
+            self.exact_resume.save(self.trainer, self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)
-        self._saved_run_shape = checkpoint.get(RUN_SHAPE_KEY)
-        self._check_run_shape()
+        if self._resumes_itself():
+            self.exact_resume.load(self, checkpoint)
 
     def _check_run_shape(self) -> None:
         """A resumed run steps like the run it continues: same images per step and steps per epoch (the
         schedule and the normalized decay are functions of them). Checked once both are known."""
-        saved, facts = getattr(self, "_saved_run_shape", None), getattr(self, "run_facts", None)
-        if not saved or not facts:
-            return
-        now = {k: facts[k] for k in RUN_SHAPE}
-        if now != saved:
-            raise CheckpointError(
-                f"the checkpoint was trained with {saved['global_batch_size']} images per step, "
-                f"{saved['steps_per_epoch']} steps per epoch, {saved['num_train']} training images; this run has "
-                f"{now['global_batch_size']}, {now['steps_per_epoch']}, {now['num_train']}: resume with the devices, "
-                "nodes and --trainer.accumulate_grad_batches it was trained with (the global batch is data.batch_size "
-                "x devices x nodes x accumulation; the schedule and the normalized decay depend on it)"
-            )
+        self.exact_resume.check_run_shape(getattr(self, "run_facts", None))
 
     def on_train_start(self) -> None:
-        restore_training_state(self.trainer, getattr(self, "_rng_states_to_restore", None))
-        self._rng_states_to_restore = None
+        if self._resumes_itself():
+            self.exact_resume.train_start(self.trainer, self)
+
+    def on_train_epoch_start(self) -> None:
+        if self._resumes_itself():
+            self.exact_resume.train_epoch_start(self.trainer)
 
     @rank_zero_only
     def _write_hparams_session(self) -> None:

@@ -3,13 +3,11 @@ exactly as an uninterrupted one, and the run directory that makes resuming find 
 
 Lightning restores weights, optimizer, scheduler, loop counters and callback states. wdlab adds:
 
-* **random streams** (:func:`capture_rng_states`, :func:`restore_rng_states`): torch (CPU and CUDA),
-  numpy and Python's ``random``, which augmentation and Shake-Shake draw from. The module stores them
-  under :data:`RNG_STATES_KEY` in every checkpoint and puts them back when training (re)starts,
-  after everything that happens before the first batch (sanity check included);
-* **the data position**: the loaders of :mod:`wdlab.data.sampling` save ``{"epoch", "batches"}`` (the
-  data layer's part); :func:`~wdlab.training._lightning.load_pending_loader_states` makes sure
-  Lightning hands it back to them (Lightning #20550);
+* **random streams, data position and run shape**: :mod:`wdlab.training.exact` (:class:`ExactResume`,
+  run by :class:`ResumableCheckpoint` for any LightningModule; :func:`capture_rng_states`,
+  :func:`restore_rng_states` and :data:`RNG_STATES_KEY` are re-exported here). The loaders of
+  :mod:`wdlab.data.sampling` save ``{"epoch", "batches"}`` themselves (the data layer's part);
+  plain ``DataLoader``\\ s get their interrupted epoch replayed;
 * **the run directory** (:func:`run_directory`, :func:`resolve_ckpt_path`): Lightning's default
   (``<save_dir>/<name>/version_N``) gives every invocation a new folder, so ``--ckpt_path last``
   after a crash would look in an empty one and silently start from scratch. wdlab pins the run
@@ -26,13 +24,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import torch
 
-from wdlab.training._lightning import load_pending_loader_states
 from wdlab.training.checkpoints import CheckpointError, ResumableCheckpoint, check_checkpoint
+from wdlab.training.exact import RNG_STATES_KEY, capture_rng_states, restore_rng_states, restore_training_state
 from wdlab.training.snapshots import SNAPSHOT_DIRNAME
 
 __all__ = [
@@ -47,70 +43,8 @@ __all__ = [
     "run_directory",
 ]
 
-#: Checkpoint key of the global random-stream states.
-RNG_STATES_KEY = "wdlab_rng_states"
-
 #: Rank variables set by torchrun, Lightning's process launcher and SLURM.
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
-
-
-def capture_rng_states() -> dict[str, Any]:
-    """Every global random stream a training step may draw from: torch (CPU and each CUDA device),
-    numpy and Python's ``random``. Shake-Shake's alpha/beta and the device-side augmentation use torch's.
-
-    Only tensors and plain Python values, so that ``torch.load(weights_only=True)`` (which
-    LightningCLI uses to read a checkpoint's hyperparameters) accepts the checkpoint.
-    """
-    import random
-
-    import numpy as np
-
-    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002 - the global stream
-    version, internal, gauss_next = random.getstate()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached_gaussian),
-        },
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_states`."""
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(states["torch"])
-    numpy_state = states["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            numpy_state["name"],
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    python_state = states["python"]
-    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def restore_training_state(trainer: L.Trainer, rng_states: dict[str, Any] | None) -> None:
-    """At the start of (resumed) training: the loader position, then the random streams if a checkpoint had them."""
-    load_pending_loader_states(trainer)
-    if rng_states is not None:
-        restore_rng_states(rng_states)
 
 
 # ------------------------------------------------------------------------------------- run directory

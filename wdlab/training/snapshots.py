@@ -12,6 +12,15 @@ of every period it
   ``checkpoint["wdlab_snapshot"] = {"period", "epoch", "step", "err", "err5"}``;
 * under normalized weight decay, logs the next period's lambda as ``anytime/next_lambda``.
 
+Any LightningModule whose ``configure_optimizers`` returns a ``ScheduledLR`` (e.g. through
+:func:`wdlab.training.configure_optimizers`) gets snapshots, with or without a wdlab datamodule. A
+wdlab classifier (a module with ``num_classes`` on a datamodule with ``transform_batch``) is evaluated
+as above; any other module with a ``validation_step`` is evaluated with it over the validation loaders,
+and what it logs is logged with the prefix ``anytime/`` (``val_loss`` -> ``anytime/val_loss``); the
+snapshot's record and ``wdlab_snapshot`` then carry ``"metrics"`` instead of ``"err"``/``"err5"``. A
+module without a validation step or loader gets its snapshots saved, unevaluated. Both checks are made
+when training starts, not at the first period end.
+
 Schedules without restarts have one period, the whole run: one snapshot at the end. The list of
 snapshots taken is the callback's ``state_dict``, saved in every checkpoint, so a resumed run neither
 repeats a snapshot nor skips one.
@@ -25,10 +34,11 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from wdlab.optim import ScheduledLR
-from wdlab.training.evaluation import evaluate_error
+from wdlab.training.evaluation import evaluate_error, evaluate_validation_step
 
 __all__ = ["AnytimeSnapshots", "snapshot_filename"]
 
@@ -72,7 +82,37 @@ class AnytimeSnapshots(Callback):
             )
         return scheduler
 
+    @staticmethod
+    def evaluates_error_rates(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        """A wdlab classifier on a wdlab datamodule: snapshots get ``err``/``err5`` on the whole evaluation set."""
+        datamodule = getattr(trainer, "datamodule", None)
+        return hasattr(datamodule, "transform_batch") and getattr(pl_module, "num_classes", None) is not None
+
+    @staticmethod
+    def validation_loaders(trainer: L.Trainer, pl_module: L.LightningModule) -> list[Any]:
+        """The loaders a snapshot of a module that is not a wdlab classifier is evaluated on (may be empty)."""
+        if not is_overridden("validation_step", pl_module):
+            return []
+        loaders = trainer.val_dataloaders  # set up by Lightning when validation runs
+        datamodule = getattr(trainer, "datamodule", None)
+        if loaders is None and datamodule is not None and is_overridden("val_dataloader", datamodule):
+            loaders = datamodule.val_dataloader()
+        if loaders is None and is_overridden("val_dataloader", pl_module):
+            loaders = pl_module.val_dataloader()
+        if loaders is None:
+            return []
+        if isinstance(loaders, dict):
+            return list(loaders.values())
+        return list(loaders) if isinstance(loaders, list | tuple) else [loaders]
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Fail (or say what is not evaluated) now, not at the first period end.
+        self.scheduler(trainer)
+        if not self.evaluates_error_rates(trainer, pl_module) and not self.validation_loaders(trainer, pl_module):
+            rank_zero_warn(
+                f"AnytimeSnapshots: {type(pl_module).__name__} has no validation_step and validation loader (nor "
+                "num_classes on a wdlab datamodule): snapshots are saved but not evaluated"
+            )
         # A run resumed from a checkpoint written exactly at a period end whose snapshot is missing
         # (e.g. the run was started without this callback) takes it now: same weights.
         updates = self.scheduler(trainer).last_epoch
@@ -96,16 +136,19 @@ class AnytimeSnapshots(Callback):
         scheduler = self.scheduler(trainer)
         updates = scheduler.last_epoch
         period = scheduler.schedule.period(updates - 1)
-        err, err5 = evaluate_error(trainer, pl_module)
-        record: dict[str, Any] = {
-            "period": period.index,
-            "epoch": period.end_epoch,
-            "step": updates,
-            "err": err,
-            "err5": err5,
-            "path": None,
-        }
-        metrics = {"anytime/err": err, "anytime/err5": err5}
+        record: dict[str, Any] = {"period": period.index, "epoch": period.end_epoch, "step": updates}
+        if self.evaluates_error_rates(trainer, pl_module):
+            err, err5 = evaluate_error(trainer, pl_module)
+            record.update(err=err, err5=err5)
+            metrics = {"anytime/err": err, "anytime/err5": err5}
+            summary = f"err {err:.2%}, err5 {err5:.2%}"
+        else:
+            loaders = self.validation_loaders(trainer, pl_module)
+            values = evaluate_validation_step(trainer, pl_module, loaders) if loaders else {}
+            record["metrics"] = values
+            metrics = {f"anytime/{name}": value for name, value in values.items()}
+            summary = ", ".join(f"{name} {value:.4g}" for name, value in values.items()) or "not evaluated"
+        record["path"] = None
         decay = scheduler.normalized_decay
         next_lambda = None if decay is None else decay.first_group_weight_decay(
             scheduler.optimizer.param_groups, scheduler.schedule.period_epochs(updates)
@@ -126,7 +169,7 @@ class AnytimeSnapshots(Callback):
                 self._pending = None
         rank_zero_info(
             f"anytime: period {period.index} ended at epoch {period.end_epoch}: "
-            f"err {err:.2%}, err5 {err5:.2%}" + (f", saved {record['path']}" if record["path"] else "")
+            f"{summary}" + (f", saved {record['path']}" if record["path"] else "")
         )
         return record
 
