@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers.logger import Logger
 from resume_helpers import SignalAtBatch
+from test_resume import _assert_identical, _training_state
 from torch.utils.data import DataLoader, TensorDataset
 
 import wdlab.training
@@ -97,35 +98,6 @@ def _fit(run_dir: Path, *callbacks, ckpt_path=None, **trainer_kwargs):
 
 def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _assert_identical(a, b, where: str = "checkpoint") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), f"{where}: max |diff| {(a.double() - b.double()).abs().max().item()}"
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{where}: keys differ: {set(a) ^ set(b)}"
-        for key in a:
-            _assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def _training_state(ckpt: dict) -> dict:
-    snapshots = next(v for k, v in ckpt["callbacks"].items() if k.startswith("AnytimeSnapshots"))["snapshots"]
-    return {
-        "global_step": ckpt["global_step"],
-        "epoch": ckpt["epoch"],
-        "state_dict": ckpt["state_dict"],
-        "optimizer_states": ckpt["optimizer_states"],
-        "lr_schedulers": ckpt["lr_schedulers"],
-        "rng": ckpt["wdlab_rng_states"],
-        "snapshots": [{k: v for k, v in s.items() if k != "path"} for s in snapshots],
-    }
 
 
 @pytest.fixture(scope="module")
