@@ -111,6 +111,15 @@ def test_cli_fills_in_bf16_and_cudnn_benchmark_on_cuda_unless_given(in_tmp, monk
         torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
+def test_config_yaml_records_the_precision_the_run_used(in_tmp):
+    """Left unset on CPU, the precision is Lightning's 32-true, and the run's config.yaml says so (not null)."""
+    import yaml
+
+    assert main(["fit", *TINY, "--trainer.max_epochs", "1", "--test_after_fit", "false"]) == 0
+    (saved,) = in_tmp.glob("runs/tiny/**/config.yaml")
+    assert yaml.safe_load(saved.read_text())["trainer"]["precision"] == "32-true"
+
+
 def test_print_config_shows_the_switches(in_tmp, capsys):
     import yaml
 

@@ -37,7 +37,7 @@ from wdlab.data import DatasetError
 from wdlab.optim import decay_table, param_groups
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
 from wdlab.training.checkpoints import Preempted
-from wdlab.training.fastpaths import cuda_trainer_defaults
+from wdlab.training.fastpaths import DEFAULT_PRECISION, cuda_trainer_defaults
 from wdlab.training.resume import is_rank_zero_process, resolve_ckpt_path, run_directory
 
 __all__ = [
@@ -147,6 +147,8 @@ class WdlabCLI(LightningCLI):
             trainer_config = config["trainer"]
             for key, value in cuda_trainer_defaults(trainer_config).items():
                 trainer_config[key] = value
+            if trainer_config.get("precision") is None:
+                trainer_config["precision"] = DEFAULT_PRECISION
         if self.subcommand != "fit":  # evaluating into a run directory must not replace its config.yaml
             self.save_config_callback = None
         self.writes_run_files = self.subcommand == "fit" and config is not None and not self._writes_nothing(config)

@@ -31,6 +31,7 @@ from wdlab._device import auto_on_cuda, is_cuda
 
 __all__ = [
     "AUTO_PRECISION",
+    "DEFAULT_PRECISION",
     "compile_options",
     "cuda_trainer_defaults",
     "resolve_channels_last",
@@ -40,6 +41,9 @@ __all__ = [
 #: The precision wdlab picks on CUDA devices that compute in bf16 natively (compute capability >= 8.0).
 #: bf16 keeps fp32's exponent range, so unlike fp16 it needs no loss scaling.
 AUTO_PRECISION = "bf16-mixed"
+#: Lightning's own default precision, written into the config when nothing else applies, so that the run's
+#: config.yaml records the precision it trained with instead of ``null``.
+DEFAULT_PRECISION = "32-true"
 
 _CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 

@@ -1,0 +1,193 @@
+"""Every command in the README's ``bash`` blocks runs as written (the cheap ones), or is skipped for a reason.
+
+The commands are read from README.md itself, so a command added there is either run here or matched by a rule in
+:data:`SKIPPED`; an unmatched one fails the test. Each block runs in a fresh folder (``configs/`` linked in), in
+README order, in this process (``wdlab.cli.main``). What is appended to keep it cheap, and nothing else:
+
+* training commands get ``--trainer.fast_dev_run true`` (one batch, nothing written), on the built-in data the
+  few images of :data:`TINY`, and ``/data/cifar10`` / ``/data/imagenet32`` become small files in the official
+  formats (their md5 sums are not the release's: ``verify_checksums false``);
+* a resumed run (``--ckpt_path``) gets :data:`RESUMED` instead of ``fast_dev_run``;
+* a block that reads ``runs/quickstart/`` starts with the run the README's quickstart command makes, trained
+  on :data:`TINY` for 70 epochs (snapshots at epochs 10, 30 and 70), and that command itself is not run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from data_files import write_cifar_folder, write_imagenet32
+
+from wdlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+QUICKSTART = "wdlab fit --config configs/quickstart.yaml"
+TINY = ["--data.init_args.num_train", "32", "--data.init_args.num_test", "32", "--data.init_args.batch_size", "32",
+        "--trainer.enable_progress_bar", "false"]
+SMOKE = ["--trainer.fast_dev_run", "true"]
+#: A resumed run of the 70-epoch quickstart (one step per epoch) takes one more step from the epoch-30 snapshot,
+#: none from last.ckpt (fast_dev_run would not find the run's last.ckpt: it has no run directory).
+RESUMED = ["--trainer.max_steps", "31"]
+
+#: (pattern, reason): a command matching the pattern (re.search) is not run here.
+SKIPPED: tuple[tuple[str, str], ...] = (
+    (r"^pip install", "the set-up command: .ci/run runs it in a fresh environment"),
+    (r"^pytest", "the test command: .ci/run runs it"),
+    (r"^(docker|mkdir -p data runs)", "needs Docker and a GPU: tests/test_docker.py checks the Dockerfile"),
+    (r"^tensorboard ", "starts a server"),
+    (r"--trainer\.devices [2-9]", "needs several devices: tests/test_ddp.py runs DDP on CPU processes"),
+    (r"--model\.compile true", "compiling Shake-Shake takes a minute on CPU: tests/test_fastpaths.py compiles a "
+                                "small network in a fit"),
+    (r"^wdlab sweep", "a grid of Shake-Shake/ResNet runs: tests/test_sweep.py and the tiny suite in "
+                      "tests/test_replication.py run wdlab sweep"),
+    (r"^wdlab report runs/fig2", "needs those sweeps: tests/test_replication.py reports a tiny suite"),
+)
+
+
+def _blocks() -> list[list[str]]:
+    """The commands of each ```bash block: continuation lines joined, ``for X in ...; do ... done`` expanded."""
+    blocks, current = [], None
+    for line in README.read_text().splitlines():
+        stripped = line.strip()
+        if current is None:
+            if stripped == "```bash":
+                current = []
+            continue
+        if stripped == "```":
+            blocks.append(current)
+            current = None
+            continue
+        current.append(stripped)
+    commands_per_block = []
+    for lines in blocks:
+        joined, pending = [], ""
+        for line in lines:
+            if line.endswith("\\"):
+                pending += line[:-1] + " "
+                continue
+            joined.append(pending + line)
+            pending = ""
+        commands, loop = [], None
+        for line in joined:
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            match = re.fullmatch(r"for (\w+) in (.+); do", " ".join(words))
+            if match:
+                loop = (match.group(1), match.group(2).split(), [])
+            elif words == ["done"]:
+                name, values, body = loop
+                commands += [cmd.replace(f"${name}", value) for value in values for cmd in body]
+                loop = None
+            elif loop is not None:
+                loop[2].append(shlex.join(words))
+            else:
+                commands.append(shlex.join(words))
+        commands_per_block.append(commands)
+    return commands_per_block
+
+
+def _skip_reason(command: str) -> str | None:
+    return next((reason for pattern, reason in SKIPPED if re.search(pattern, command)), None)
+
+
+def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """``wdlab ARGV`` in ``cwd`` (``> FILE`` redirects stdout); the exit status and what it printed."""
+    redirect = None
+    if ">" in argv:
+        at = argv.index(">")
+        argv, redirect = argv[:at], cwd / argv[at + 1]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # --print_config exits
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    if redirect is not None:
+        redirect.write_text(out.getvalue())
+    return code, out.getvalue() + err.getvalue()
+
+
+def _cheap(argv: list[str], data: dict[str, Path]) -> list[str]:
+    """The command with the data paths replaced and the options of the module docstring appended."""
+    argv = [str(data[a]) if a in data else a for a in argv]
+    if ">" in argv:  # the options go before a redirection
+        at = argv.index(">")
+        return _cheap(argv[:at], data) + argv[at:]
+    if argv[0] not in ("fit", "validate", "test"):
+        return argv
+    extra = []
+    if argv[0] == "fit" and "--ckpt_path" in argv:
+        extra += RESUMED
+    elif argv[0] == "fit":
+        extra += SMOKE
+    if any(str(path) in argv for path in data.values()):
+        extra += ["--data.init_args.verify_checksums", "false", "--data.init_args.batch_size", "8",
+                  "--trainer.enable_progress_bar", "false"]
+    elif "--ckpt_path" not in argv:  # a resumed run and its evaluations use the checkpoint's data
+        extra += TINY
+    return argv + extra
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory) -> Path:
+    """runs/quickstart as the README's quickstart command makes it, on TINY for 70 epochs."""
+    root = tmp_path_factory.mktemp("quickstart")
+    (root / "configs").symlink_to(REPO / "configs")
+    code, out = _run([*shlex.split(QUICKSTART)[1:], *TINY, "--trainer.max_epochs", "70"], root)
+    assert code == 0, out
+    return root / "runs" / "quickstart"
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    write_cifar_folder(root / "cifar10", per_batch=16, test_size=16)
+    write_imagenet32(root / "imagenet32", per_batch=4, val_size=8)
+    return {"/data/cifar10": root / "cifar10", "/data/imagenet32": root / "imagenet32"}
+
+
+def test_the_readme_has_commands_and_every_one_is_run_or_skipped_for_a_reason():
+    commands = [c for block in _blocks() for c in block]
+    assert commands[0] == "pip install -e '.[dev]'" and commands[1] == QUICKSTART and commands[2] == "pytest"
+    unknown = [c for c in commands if not c.startswith("wdlab ") and _skip_reason(c) is None]
+    assert not unknown, f"README commands neither run nor skipped: {unknown}"
+    ran = [c for c in commands if _skip_reason(c) is None]
+    assert len(ran) >= 15, ran
+
+
+@pytest.mark.slow
+def test_every_cheap_readme_command_runs_as_written(tmp_path, quickstart_run, data_files):
+    ran = 0
+    for index, block in enumerate(_blocks()):
+        commands = [c for c in block if _skip_reason(c) is None]
+        if not commands:
+            continue
+        cwd = tmp_path / f"block{index}"
+        cwd.mkdir()
+        (cwd / "configs").symlink_to(REPO / "configs")
+        reads_the_run = any(re.search(r"runs/quickstart\b|--ckpt_path last", c) for c in commands)
+        if reads_the_run:
+            shutil.copytree(quickstart_run, cwd / "runs" / "quickstart")
+        for command in commands:
+            if reads_the_run and command == QUICKSTART:
+                continue  # that is the run copied in
+            argv = _cheap(shlex.split(command)[1:], data_files)
+            started = time.perf_counter()
+            code, out = _run(argv, cwd)
+            print(f"{time.perf_counter() - started:6.1f} s  {shlex.join(argv)}")
+            assert code == 0, f"{command!r} (run as {shlex.join(argv)}) exited {code}:\n{out[-3000:]}"
+            ran += 1
+        if (cwd / "my.yaml").exists():  # the printed config is a config wdlab reads back
+            assert yaml.safe_load((cwd / "my.yaml").read_text())["model"]["optimizer"]["name"] == "adamwr"
+    assert ran >= 15
