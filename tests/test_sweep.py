@@ -267,12 +267,17 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
     assert lines == ["wdlab sweep: error: the cells' configuration is invalid: give either weight_decay (raw lambda) "
                      "or weight_decay_norm (normalized lambda), not both"], both.stderr
     assert not out.exists()  # nothing written, and the folder is not locked to these arguments
+    csv_logger = tmp_path / "csv_logger.yaml"  # no TensorBoard events to read the results from
+    csv_logger.write_text("trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n"
+                          "    init_args: {save_dir: runs}\n")
     for args, message in (
         (["--config", str(tmp_path / "missing.yaml"), *GRID], "does not exist"),
         (["--config", str(base)], "no grid"),
         (["--config", str(base), "--grid", "model.optimizer.lr"], "KEY=V1,V2"),
         (["--config", str(base), *GRID, "--seed_everything", "3"], "use --out / --seeds"),
         (["--config", str(base), *GRID, "--jobs", "0"], "--jobs must be at least 1"),
+        (["--config", str(base), *GRID, "--test_after_fit", "false"], "drop --test_after_fit false"),
+        (["--config", str(base), "--config", str(csv_logger), *GRID], "set trainer.logger to"),
     ):
         failed = sweep([*args, "--out", str(out)], cwd=tmp_path)
         assert failed.returncode == 2, failed.stderr

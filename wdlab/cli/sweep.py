@@ -22,7 +22,7 @@ from pathlib import Path
 from wdlab.cli.errors import report_errors
 from wdlab.experiments.report import write_sweep_report
 from wdlab.experiments.results import REPORT_DIR, ResultsError
-from wdlab.experiments.sweep import SEED_KEY, Sweep, SweepError, SweepSpec, check_cell_config, grid_preset, parse_grid
+from wdlab.experiments.sweep import SEED_KEY, Sweep, SweepError, SweepSpec, grid_preset, parse_grid
 
 PROG = "wdlab sweep"
 # Options that belong to the sweep itself; everything else passes through to the cells.
@@ -78,17 +78,27 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def check_cells_build(spec: SweepSpec) -> None:
     """Build the first cell's model, datamodule and trainer in this process (nothing is trained or written).
 
-    A configuration error every cell shares (e.g. a ``weight_decay`` grid on a config that sets
-    ``weight_decay_norm``) is found here, in one line, before the study records the sweep.
+    A configuration error every cell shares (a typo, or a ``weight_decay`` grid on a config that sets
+    ``weight_decay_norm``) is found here, in one line, before the study records the sweep; so is a cell
+    configuration the sweep cannot read results from (no TensorBoard logger, no test after fit).
     """
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     from wdlab.cli.lightning import ConfigError, build_from_options
 
     options = spec.fit_args(spec.cells[0])
     options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
     try:
-        build_from_options(options)
+        cli = build_from_options(options)
     except ConfigError as error:
         raise SweepError(f"the cells' configuration is invalid: {error}") from None
+    if not isinstance(cli.trainer.logger, TensorBoardLogger):
+        raise SweepError(
+            "the sweep reads each cell's results from its TensorBoard events: set trainer.logger to "
+            "lightning.pytorch.loggers.TensorBoardLogger (wdlab's default)"
+        )
+    if cli.config.get("test_after_fit") is False:
+        raise SweepError("the sweep's results are the cells' test errors: drop --test_after_fit false")
 
 
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
@@ -121,7 +131,6 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         path = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period).write_results()
         print(f"wdlab sweep: results of the cells so far in {path}", file=sys.stderr)
         return 0
-    check_cell_config(spec)
     check_cells_build(spec)
     sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
     counts = sweep.run(progress=progress)

@@ -61,7 +61,7 @@ DATABASE = "sweep.db"
 CELL_LOG = "cell.log"
 SPEC_ATTR = "wdlab_sweep"  # study user attribute: what the sweep runs, to refuse a mismatched re-run
 
-__all__ = ["Sweep", "SweepError", "SweepSpec", "check_cell_config", "grid_preset", "parse_grid", "parse_value"]
+__all__ = ["Sweep", "SweepError", "SweepSpec", "grid_preset", "parse_grid", "parse_value"]
 
 
 class SweepError(ValueError):
@@ -572,24 +572,3 @@ class SweepGridSampler(GridSampler):
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
 
-
-# -- checking the cells' configuration before starting -------------------------------------------
-def check_cell_config(spec: SweepSpec) -> dict[str, Any]:
-    """Resolve the first cell's config with ``wdlab fit --print_config`` (typos fail here, not N times)."""
-    command = [sys.executable, "-m", "wdlab", "fit", *spec.fit_args(spec.cells[0]), "--print_config"]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        text = completed.stderr
-        match = re.search(r"^(?:wdlab: )?error:(.*)", text, re.MULTILINE | re.DOTALL)  # the reason, all its lines
-        message = " ".join((match.group(1) if match else text).split())
-        raise SweepError(f"the cells' configuration is invalid: {message}")
-    config = yaml.safe_load(completed.stdout) or {}
-    logger = (config.get("trainer") or {}).get("logger")
-    if not (isinstance(logger, dict) and "TensorBoardLogger" in str(logger.get("class_path", ""))):
-        raise SweepError(
-            "the sweep reads each cell's results from its TensorBoard events: set trainer.logger to "
-            "lightning.pytorch.loggers.TensorBoardLogger (wdlab's default)"
-        )
-    if config.get("test_after_fit") is False:
-        raise SweepError("the sweep's results are the cells' test errors: drop --test_after_fit false")
-    return config
