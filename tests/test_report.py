@@ -278,3 +278,28 @@ def test_heatmap_orientation_cells_and_marks_read_back_from_the_figure(tmp_path:
     for row, diamond in enumerate(diamonds):
         assert diamond.get_xdata()[0] == pytest.approx(5.0, abs=1e-6)  # lambda* = 2^-7 in every row
         assert diamond.get_ydata()[0] == pytest.approx(row - 0.2)
+
+
+def test_a_decay_scaling_grid_gives_one_labelled_panel_per_parameterization(tmp_path: Path, capsys) -> None:
+    """``--grid model.optimizer.decay_scaling=schedule,lr,corrected``: a panel per value, named by it in the
+    printed lines, coupling.csv and the figure titles. The synthetic answer: decay eta_t * lambda and the
+    corrected rule keep the optimum put (slope 0); PyTorch's lr_t * lambda couples it to the lr (slope -1)."""
+    rows = []
+    for scaling, error in (("schedule", decoupled), ("lr", coupled), ("corrected", decoupled)):
+        for row in _rows("adamw", error, seeds=2):
+            grid = {k: row.pop(k) for k in ("model.optimizer.lr", "model.optimizer.weight_decay")}
+            rows.append({**grid, "model.optimizer.decay_scaling": scaling, **row})  # sweep order: grid keys, seed
+    _write_csv(tmp_path / "adamw", rows)
+    assert main(["report", str(tmp_path / "adamw"), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    names = [f"adamw decay_scaling={s}" for s in ("schedule", "lr", "corrected")]
+    for name, slope in zip(names, ("+0.00", "-1.00", "+0.00"), strict=True):
+        assert f"{name}: coupling slope {slope}" in printed, printed
+    with (tmp_path / "out" / "coupling.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["panel"] for row in table] == names
+    assert [round(float(row["slope"]), 6) for row in table] == [0.0, -1.0, 0.0]
+    heatmaps = heatmaps_from_table(rows)
+    figure = plot_heatmaps(heatmaps, tmp_path / "heatmap.png")
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert [title.split(" (")[0] for title in titles] == names

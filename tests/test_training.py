@@ -222,3 +222,37 @@ def test_net_with_the_wrong_number_of_classes_is_explained(in_tmp, capsys):
     code = main(["fit", "--model.net.init_args.num_classes", "7", "--trainer.max_epochs", "1", *SMALL])
     assert code == 2
     assert "num_classes to 10" in capsys.readouterr().err
+
+
+class _CountBatches(Callback):
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_start(self, *args) -> None:
+        self.batches += 1
+
+    def on_validation_batch_start(self, *args) -> None:  # the sanity check comes before training
+        self.batches += 1
+
+
+def test_the_head_is_checked_before_the_first_batch(in_tmp):
+    """A wrong head is refused in setup, before any batch; on a right head the check changes nothing (the
+    network's state, including BatchNorm's running statistics, and the random-number stream stay as they were)."""
+    cli = build_cli(["--model.net.init_args.num_classes", "7", "--trainer.max_epochs", "1", *SMALL], run=False)
+    counter = _CountBatches()
+    cli.trainer.callbacks.append(counter)
+    with pytest.raises(ValueError, match="num_classes to 10"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert counter.batches == 0
+
+    cli = build_cli(["--trainer.max_epochs", "1", *SMALL], run=False)
+    cli.datamodule.setup("fit")
+    cli.model.trainer = cli.trainer
+    cli.trainer.datamodule = cli.datamodule
+    before = {k: v.clone() for k, v in cli.model.net.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    cli.model.setup("fit")
+    assert cli.model.net.training
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    after = cli.model.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -81,6 +81,7 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     num_classes: int = 0
+    image_shape: tuple[int, int, int] = (3, 32, 32)  # (channels, height, width) of one image
     padding: int = 4  # the paper's "regular augmentation": 4-pixel zero padding, random 32x32 crop
 
     def __init__(

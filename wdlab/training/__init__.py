@@ -1,5 +1,6 @@
 """Training: the LightningModule composing wdlab.optim, wdlab.models and wdlab.data, and its callbacks."""
 
+from wdlab.training.angular import AngularUpdateMonitor
 from wdlab.training.checkpoints import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -13,6 +14,7 @@ from wdlab.training.optimizers import configure_optimizers
 from wdlab.training.snapshots import AnytimeSnapshots
 
 __all__ = [
+    "AngularUpdateMonitor",
     "AnytimeSnapshots",
     "AtomicCheckpointIO",
     "CheckpointError",

@@ -14,6 +14,7 @@ from torch import nn
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerConfig
 from wdlab.optim.registry import resolve_hyperparameters
 from wdlab.training._lightning import given_by_cli, logs_this_step, tensorboard_file_writer
+from wdlab.training.angular import AngularUpdateTracker
 from wdlab.training.checkpoints import ResumableCheckpoint
 from wdlab.training.exact import RUN_SHAPE, RUN_SHAPE_KEY, ExactResume
 from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
@@ -49,8 +50,13 @@ class ImageClassifier(L.LightningModule):
     converted to the layout of its batches) are read from the trainer and the datamodule.
     The LR scheduler is stepped after every optimizer update. The training step makes no host
     synchronisation: losses and error counts stay on the device until an epoch ends, and the
-    ``opt/*`` values are computed only on the steps that Lightning logs (``log_every_n_steps``).
+    ``opt/*`` values are computed only on the steps that Lightning logs (``log_every_n_steps``), among
+    them ``opt/angular_update`` (the mean angle the decayed matrices turn by in that step) and
+    ``opt/angular_update_predicted`` (its rotational-equilibrium value, :mod:`wdlab.training.angular`).
     """
+
+    #: Logs opt/angular_update itself (an AngularUpdateMonitor callback leaves it alone).
+    logs_angular_update = True
 
     def __init__(
         self,
@@ -83,6 +89,7 @@ class ImageClassifier(L.LightningModule):
         self.uses_fused_optimizer: bool | None = None
         self.num_classes: int | None = None
         self.exact_resume = ExactResume()  # used when trained without a ResumableCheckpoint
+        self.angular_update = AngularUpdateTracker()  # opt/angular_update on logging steps
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -93,6 +100,7 @@ class ImageClassifier(L.LightningModule):
         if num_classes is None:
             raise ValueError("ImageClassifier needs a datamodule with a num_classes attribute (e.g. wdlab.data.*)")
         self.num_classes = int(num_classes)
+        self._check_head(getattr(datamodule, "image_shape", None))
         device = self.trainer.strategy.root_device  # the model is moved there after setup()
         # The network follows the layout of its batches (data.channels_last; automatic: NHWC on CUDA).
         self.uses_channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
@@ -105,6 +113,30 @@ class ImageClassifier(L.LightningModule):
         for split in ("train", "val", "test"):
             setattr(self, f"{split}_err", ErrorRate(self.num_classes, top_k=1))
             setattr(self, f"{split}_err5", ErrorRate(self.num_classes, top_k=5))
+
+    def _check_head(self, image_shape: tuple[int, ...] | None) -> None:
+        """Refuse a network whose output does not match the dataset's classes before training starts, not
+        at the first batch: one forward pass of two blank images in eval mode (no running statistics
+        change, no random numbers drawn). Skipped when the datamodule does not say its image shape."""
+        if image_shape is None:
+            return
+        was_training = self.net.training
+        parameter = next(self.net.parameters(), None)
+        probe = torch.zeros(2, *image_shape, device=parameter.device if parameter is not None else "cpu")
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                self.net.eval()
+                logits = self.net(probe)
+        finally:
+            self.net.train(was_training)
+        self._check_logits(logits)
+
+    def _check_logits(self, logits: torch.Tensor) -> None:
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the network outputs shape {tuple(logits.shape)} but the dataset has {self.num_classes} classes: "
+                f"set the net's num_classes to {self.num_classes} (e.g. --model.net.init_args.num_classes)"
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         # The one home of "a registry optimizer fitted to the run" (also for any other module).
@@ -122,11 +154,7 @@ class ImageClassifier(L.LightningModule):
         if x.ndim == 4:  # a no-op when the batch is already in the network's layout
             x = x.contiguous(memory_format=torch.channels_last if self.uses_channels_last else torch.contiguous_format)
         logits = self.net(x)
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"the network outputs shape {tuple(logits.shape)} but the dataset has {self.num_classes} classes: "
-                f"set the net's num_classes to {self.num_classes} (e.g. --model.net.init_args.num_classes)"
-            )
+        self._check_logits(logits)
         return logits
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -173,6 +201,13 @@ class ImageClassifier(L.LightningModule):
         for tag, value in (("opt/lr", lr), ("opt/eta", eta), ("opt/lambda", lam), ("opt/decay", decay)):
             self.log(tag, float(value), on_step=True, on_epoch=False)
         self.log("opt/weight_norm", weight_norm, on_step=True, on_epoch=False)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if logs_this_step(self.trainer):  # copy the decayed matrices; the angle is taken after the update
+            self.angular_update.arm(optimizer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.angular_update.log(self)  # opt/angular_update(_predicted), if this step measured them
 
     def hparams_for_logging(self) -> dict[str, Any]:
         """The run's hyperparameters, flattened for TensorBoard's hparams tab."""
