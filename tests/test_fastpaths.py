@@ -57,7 +57,10 @@ def _built(*args: str):
 def test_automatic_switches_are_on_for_cuda_and_off_elsewhere():
     for device in ("cpu", torch.device("cpu"), "mps", None):
         assert resolve_channels_last(None, device) is False
+    for device in ("mps", None):
         assert resolve_fused(None, device) is None  # "not given": the optimizer's own default
+    for device in ("cpu", torch.device("cpu")):  # torch's fused CPU kernels: the fastest step there
+        assert resolve_fused(None, device) is True
     for device in ("cuda", torch.device("cuda", 1)):
         assert resolve_channels_last(None, device) is True
         assert resolve_fused(None, device) is True
@@ -147,15 +150,15 @@ class _Probe(Callback):
         self.fused.append(trainer.optimizers[0].param_groups[0].get("fused"))
 
 
-def test_on_cpu_every_automatic_fast_path_is_off(in_tmp):
+def test_on_cpu_the_automatic_fast_paths_are_off_but_the_fused_optimizer(in_tmp):
     trainer, model, dm = _built("--trainer.max_epochs", "1")
     probe = _Probe()
     trainer.callbacks.append(probe)
     trainer.fit(model, datamodule=dm)
     assert trainer.precision == "32-true" and not torch.backends.cudnn.benchmark
-    assert model.uses_channels_last is False and model.uses_fused_optimizer is None
+    assert model.uses_channels_last is False and model.uses_fused_optimizer is True
     assert all(p.is_contiguous() for p in model.net.parameters())
-    assert probe.layouts == [False] * 3 and probe.fused == [None] * 3
+    assert probe.layouts == [False] * 3 and probe.fused == [True] * 3
     assert dm.data_on_device is False and probe.loaders == [ResumableDataLoader] * 3
     assert not isinstance(dm.test_dataloader(), DeviceBatchLoader)
 
