@@ -22,6 +22,7 @@ LAYERS = {
     "_device": 0,
     "optim": 1,
     "models": 1,
+    "testing": 2,  # wdlab.testing: the optimizer battery (check_optimizer), on top of optim; no Lightning
     "data": 2,
     "training": 3,
     "experiments": 4,
@@ -115,7 +116,9 @@ def test_the_checker_sees_an_import_inside_a_function(tmp_path, monkeypatch):
     assert "wdlab.cli" in _imports(path, "wdlab.training.probe", modules)
 
 
-@pytest.mark.parametrize("modules", ["wdlab.optim, wdlab.models", "wdlab.data.cifar, wdlab.data.imagenet32"])
+@pytest.mark.parametrize(
+    "modules", ["wdlab.optim, wdlab.models", "wdlab.testing", "wdlab.data.cifar, wdlab.data.imagenet32"]
+)
 def test_lower_layers_import_no_lightning(modules):
     code = (
         f"import sys; import {modules}; "

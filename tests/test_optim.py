@@ -1,9 +1,12 @@
-"""The optimizer battery: every registry entry gets the same tests, against independent references."""
+"""The optimizer battery: every registry entry gets the same tests, against independent references.
+
+The per-entry battery is :func:`wdlab.testing.check_optimizer` (what third-party entries run too), given the
+float64 references of tests/optim_reference.py; the tests below it are about the built-in classes themselves.
+"""
 
 from __future__ import annotations
 
-import copy
-import io
+import functools
 import math
 
 import numpy as np
@@ -11,165 +14,47 @@ import pytest
 import torch
 from optim_reference import adam_reference, sgd_reference, sgdr_eta, sgdr_period_length
 
+from wdlab import testing
 from wdlab.optim import REGISTRY, SGDW, AdamW, build_optimizer, param_groups
+from wdlab.testing import CHECKS, check_optimizer, noisy_quadratic
 
 ENTRIES = sorted(REGISTRY)
 
-# A warm-restart setup that crosses three restarts within the 250 reference steps.
-SPE, T0, T_MULT = 10, 2, 2  # periods of 20, 40, 80, 160 steps: restarts after steps 20, 60, 140
-STEPS = 250
-BATCH, NUM_TRAIN = 100, 1000
-SIZES = (7, 5)  # two parameter tensors (two groups in the battery)
+# The kernel tests' warm-restart setup (the battery's): periods of 20, 40, 80, 160 steps.
+SPE, T0, T_MULT = 10, 2, 2
 
 
-def _problem(seed: int = 0):
-    """A noisy quadratic with very different curvature per coordinate (fixed noise sequence)."""
-    rng = np.random.default_rng(seed)
-    n = sum(SIZES)
-    curvature = 10.0 ** rng.uniform(-2, 1, size=n)
-    target = rng.normal(size=n)
-    noise = rng.normal(scale=0.3, size=(STEPS + 1, n))
-    theta0 = rng.normal(size=n)
-
-    def grad(theta: np.ndarray, step: int) -> np.ndarray:
-        return curvature * (theta - target) + noise[step]
-
-    return theta0, grad
-
-
-def _entry_settings(name: str) -> tuple[dict, float, float]:
-    """Overrides for the reference battery and the (alpha, lambda-or-lambda_norm) they imply."""
+def reference_for(name: str) -> testing.ReferenceRun:
+    """The independent float64 reference of a built-in entry, bound to what its capability fields say."""
     spec = REGISTRY[name]
-    alpha = 0.01 if "betas" in spec.hyperparameters else 0.02
-    overrides = {"lr": alpha, "schedule": "warm_restarts", "t0_epochs": T0, "t_mult": T_MULT}
-    if spec.decay_parameterization == "normalized":
-        overrides["weight_decay_norm"] = 0.5
-        return overrides, alpha, 0.5
-    overrides["weight_decay"] = 0.05
-    return overrides, alpha, 0.05
-
-
-def _run_wdlab(name: str, theta0: np.ndarray, grad, overrides: dict, *, dtype=torch.float64, steps: int = STEPS,
-               fused: bool | None = None):
-    a, b = torch.tensor(theta0[: SIZES[0]], dtype=dtype), torch.tensor(theta0[SIZES[0] :], dtype=dtype)
-    params = [torch.nn.Parameter(a), torch.nn.Parameter(b)]
-    # Second group: half the learning rate, no decay (per-group settings must be honoured).
-    groups = [{"params": [params[0]]}, {"params": [params[1]], "lr": overrides["lr"] / 2, "weight_decay": 0.0}]
-    opt, sched = build_optimizer(
-        name, groups, steps_per_epoch=SPE, max_epochs=T0 * 15, batch_size=BATCH, num_train=NUM_TRAIN, fused=fused,
-        **overrides,
-    )
-    trajectory = []
-    for step in range(steps):
-        theta = torch.cat([p.detach() for p in params]).double().numpy()
-        g = torch.tensor(grad(theta, step))
-        params[0].grad = g[: SIZES[0]].to(dtype)
-        params[1].grad = g[SIZES[0] :].to(dtype)
-        opt.step()
-        sched.step()
-        trajectory.append(torch.cat([p.detach() for p in params]).double().numpy().copy())
-    return trajectory, opt, sched
-
-
-def _reference(name: str, theta0: np.ndarray, grad, alpha: float, lam_value: float) -> list[np.ndarray]:
-    spec = REGISTRY[name]
-    k = SIZES[0]
-
-    def eta(step: int) -> float:
-        return sgdr_eta(step, SPE, T0, T_MULT)
-
-    def lam(step: int) -> float:
-        if spec.decay_parameterization == "normalized":
-            return lam_value * math.sqrt(BATCH / (NUM_TRAIN * sgdr_period_length(step, SPE, T0, T_MULT)))
-        return lam_value
-
     ref = adam_reference if "betas" in spec.hyperparameters else sgd_reference
-    corrected = spec.decay_scaling == "corrected"  # adamc / sgdc: decay eta_t^2 * lambda
-    # The two groups are independent coordinates, so each is its own reference run.
-    first = ref(theta0[:k], lambda th, s: grad(np.concatenate([th, np.zeros(len(theta0) - k)]), s)[:k], STEPS,
-                alpha=alpha, eta=eta, lam=lam, decoupled=spec.decoupled, corrected=corrected)
-    second = ref(theta0[k:], lambda th, s: grad(np.concatenate([np.zeros(k), th]), s)[k:], STEPS,
-                 alpha=alpha / 2, eta=eta, lam=lambda s: 0.0, decoupled=spec.decoupled, corrected=corrected)
-    return [np.concatenate([a, b]) for a, b in zip(first, second, strict=True)]
+    # adamc / sgdc: decay eta_t^2 * lambda
+    return functools.partial(ref, decoupled=spec.decoupled, corrected=spec.decay_scaling == "corrected")
 
 
+def battery_lr(name: str) -> float:
+    return 0.01 if "betas" in REGISTRY[name].hyperparameters else 0.02
+
+
+@pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("fused", [None, True], ids=["default-kernel", "fused-kernel"])
 @pytest.mark.parametrize("name", ENTRIES)
-def test_matches_float64_reference_under_warm_restarts(name, fused):
-    """Every entry follows the paper's equations for 250 steps across three restarts (rel. err <= 1e-9),
-    with its default kernel and with the fused one (what wdlab uses on CUDA; torch runs it on CPU too)."""
-    theta0, grad = _problem()
-    overrides, alpha, lam = _entry_settings(name)
-    ours, opt, _ = _run_wdlab(name, theta0, grad, overrides, fused=fused)
-    assert all(group.get("fused") == fused for group in opt.param_groups)
-    ref = _reference(name, theta0, grad, alpha, lam)
-    for step, (x, y) in enumerate(zip(ours, ref, strict=True)):
-        rel = np.max(np.abs(x - y)) / np.max(np.abs(y))
-        assert rel <= 1e-9, f"{name}: step {step}: relative error {rel:.3g}"
-    # The run really moved and (for decoupled entries) really decayed.
-    assert np.max(np.abs(ours[-1] - theta0)) > 0.1
+def test_every_entry_passes_the_battery(name, fused, check):
+    """Each check of wdlab.testing.check_optimizer, with the entry's default kernel and with the fused one (what
+    wdlab uses on CUDA; torch runs it on CPU too): 250 steps across three restarts against the paper's equations
+    (rel. err <= 1e-9) and the comparison's sensitivity to a 1 % different lambda, float32/bfloat16, a state_dict
+    round trip through torch.save/torch.load(weights_only=True), the zero-gradient decay product for every
+    decay_scaling and lr 1e-4 / 0.01 / 1, per-group settings, and bad values refused."""
+    check_optimizer(name, reference=reference_for(name), lr=battery_lr(name), fused=fused, checks=(check,))
 
 
-@pytest.mark.parametrize("name", ENTRIES)
-def test_reference_detects_a_wrong_decay(name):
-    """The reference comparison can fail: a 1 % different lambda is far outside the tolerance."""
-    theta0, grad = _problem()
-    overrides, alpha, lam = _entry_settings(name)
-    ours, _, _ = _run_wdlab(name, theta0, grad, overrides)
-    ref = _reference(name, theta0, grad, alpha, lam * 1.01)
-    rel = np.max(np.abs(ours[-1] - ref[-1])) / np.max(np.abs(ref[-1]))
-    assert rel > 1e-6
-
-
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 0.1)])
-@pytest.mark.parametrize("name", ENTRIES)
-def test_low_precision_params_follow_the_reference(name, dtype, tol):
-    theta0, grad = _problem()
-    overrides, alpha, lam = _entry_settings(name)
-    ours, opt, _ = _run_wdlab(name, theta0, grad, overrides, dtype=dtype, steps=40)
-    ref = _reference(name, theta0, grad, alpha, lam)[:40]
-    rel = np.max(np.abs(ours[-1] - ref[-1])) / np.max(np.abs(ref[-1]))
-    assert rel <= tol
-    assert all(p.dtype == dtype for g in opt.param_groups for p in g["params"])
-
-
-@pytest.mark.parametrize("name", ENTRIES)
-def test_state_dict_round_trip_continues_identically(name):
-    """Stop after 37 steps, save through a real torch.save/torch.load(weights_only=True), resume."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
-    data = torch.randn(60, 16, 6)
-    kwargs = {"steps_per_epoch": 10, "max_epochs": 6, "batch_size": 16, "num_train": 160}
-    restarts = {"t0_epochs": 2, "t_mult": 2} if REGISTRY[name].schedule == "warm_restarts" else {}
-
-    def train(model, opt, sched, start, stop):
-        for step in range(start, stop):
-            opt.zero_grad()
-            model(data[step]).square().mean().backward()
-            opt.step()
-            sched.step()
-
-    full = copy.deepcopy(model)
-    opt, sched = build_optimizer(name, param_groups(full, decay_bias_and_norm=False), **kwargs, **restarts)
-    train(full, opt, sched, 0, 60)
-
-    part = copy.deepcopy(model)
-    opt, sched = build_optimizer(name, param_groups(part, decay_bias_and_norm=False), **kwargs, **restarts)
-    train(part, opt, sched, 0, 37)
-    buffer = io.BytesIO()
-    torch.save({"model": part.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, buffer)
-    buffer.seek(0)
-    ckpt = torch.load(buffer, weights_only=True)
-
-    resumed = copy.deepcopy(model)
-    resumed.load_state_dict(ckpt["model"])
-    opt, sched = build_optimizer(name, param_groups(resumed, decay_bias_and_norm=False), **kwargs, **restarts)
-    opt.load_state_dict(ckpt["opt"])
-    sched.load_state_dict(ckpt["sched"])
-    train(resumed, opt, sched, 37, 60)
-
-    for (key, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
-        assert torch.equal(a, b), key
+def test_the_battery_hands_references_the_reference_schedule():
+    """check_optimizer computes eta_t and the period lengths it gives references itself (independently of
+    wdlab.optim.schedules): they are exactly tests/optim_reference.py's."""
+    assert (testing.STEPS_PER_EPOCH, testing.T0_EPOCHS, testing.T_MULT) == (SPE, T0, T_MULT)
+    for step in range(testing.STEPS + 1):
+        assert testing.sgdr_eta(step) == sgdr_eta(step, SPE, T0, T_MULT), step
+        assert testing.sgdr_period_epochs(step) == sgdr_period_length(step, SPE, T0, T_MULT), step
 
 
 @pytest.mark.parametrize("name", ENTRIES)
@@ -195,25 +80,6 @@ def test_converges_on_a_small_regression(name):
     assert final < 0.01 * initial, (initial, final)
 
 
-@pytest.mark.parametrize("decay_scaling,power", [("schedule", 1), ("corrected", 2)])
-@pytest.mark.parametrize("cls,kwargs", [(AdamW, {}), (SGDW, {"momentum": 0.9})])
-@pytest.mark.parametrize("lr", [1e-4, 0.01, 1.0])
-def test_zero_gradients_shrink_by_the_schedule_product_whatever_lr(cls, kwargs, lr, decay_scaling, power):
-    """With g = 0 every step only decays: theta_T = theta_0 * prod_t (1 - eta_t^p * lambda), for any alpha
-    (p = 1 for the paper's decay, p = 2 for the corrected one)."""
-    lam = 0.01
-    theta0 = torch.randn(50, dtype=torch.float64)
-    p = torch.nn.Parameter(theta0.clone())
-    opt, sched = _optimizer_with_restarts(cls, [p], lr=lr, weight_decay=lam, decay_scaling=decay_scaling, **kwargs)
-    expected = 1.0
-    for step in range(120):
-        p.grad = torch.zeros_like(p)
-        opt.step()
-        sched.step()
-        expected *= 1 - sgdr_eta(step, SPE, T0, T_MULT) ** power * lam
-    torch.testing.assert_close(p.detach(), theta0 * expected, rtol=1e-13, atol=0)
-
-
 def _optimizer_with_restarts(cls, params, **kwargs):
     from wdlab.optim.schedules import ScheduledLR, WarmRestartsSchedule
 
@@ -225,7 +91,7 @@ def _optimizer_with_restarts(cls, params, **kwargs):
 def test_proposition_1_sgd_l2_equals_sgdw_with_lambda_scaled_by_lr():
     """Paper, Proposition 1: plain SGD (no momentum, constant lr alpha) with L2 lambda' is SGDW with
     lambda = alpha * lambda'."""
-    theta0, grad = _problem(1)
+    theta0, grad = noisy_quadratic(1)
     alpha, lam_l2 = 0.05, 0.3
     a = torch.nn.Parameter(torch.tensor(theta0))
     b = torch.nn.Parameter(torch.tensor(theta0))

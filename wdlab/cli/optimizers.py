@@ -3,6 +3,10 @@
     wdlab optimizers
     wdlab optimizers --convert --lr 0.001 --weight_decay_norm 0.05 --batch_size 128 --num_train 50000 --epochs 100
 
+The listing shows where each entry comes from (``built-in``, ``register()``, or ``entry point <distribution>
+<version>`` for the ``wdlab.optimizers`` entry-point group); an entry point that could not be loaded is named
+on stderr with the reason, and the listing still exits 0.
+
 ``--convert`` takes exactly one of ``--weight_decay`` (the paper's lambda), ``--weight_decay_norm``,
 ``--weight_decay_timescale`` (tau in epochs) and ``--torch_weight_decay`` (torch.optim.AdamW's
 ``weight_decay``), plus the run (``--lr``, the global ``--batch_size``, ``--num_train``, ``--epochs`` of the
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -61,18 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_optimizers() -> str:
-    """The registry as a table (what ``wdlab optimizers`` prints)."""
-    from wdlab.optim import REGISTRY
+    """The registry as a table (what ``wdlab optimizers`` prints), with each entry's source."""
+    from wdlab.optim.registry import REGISTRY, origin_of
 
     per_step = {"schedule": "eta_t*lambda", "lr": "lr_t*lambda", "corrected": "eta_t^2*lambda", None: "L2 in grad"}
-    rows = [("name", "optimizer", "decay", "per step", "schedule", "defaults")]
+    rows = [("name", "optimizer", "decay", "per step", "schedule", "source", "defaults")]
     for name, spec in REGISTRY.items():
         decay = "L2" if not spec.decoupled else f"decoupled, {spec.decay_parameterization}"
         defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items() if k != "schedule")
         rows.append((name, spec.optimizer_class.__name__, decay, per_step[spec.decay_scaling], spec.schedule,
-                     defaults))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows)
+                     origin_of(name), defaults))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows)
+
+
+def unavailable_lines() -> list[str]:
+    """One line per ``wdlab.optimizers`` entry point that could not be added (what the listing puts on stderr)."""
+    from wdlab.optim.registry import unavailable_entries
+
+    return [f"{PROG}: optimizer {name!r} is not available: {why}" for name, why in unavailable_entries().items()]
 
 
 def conversion_table(args: argparse.Namespace) -> str:
@@ -116,7 +129,12 @@ def _run(args: argparse.Namespace) -> int:
     given = [f"--{key}" for key in (*_RUN_OPTIONS, *FORMS) if getattr(args, key) is not None]
     if given:
         raise _InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --convert")
-    print(list_optimizers())
+    with warnings.catch_warnings():  # a broken entry point is reported below, once, without a warning's clutter
+        warnings.simplefilter("ignore")
+        table = list_optimizers()
+    print(table)
+    for line in unavailable_lines():
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -8,8 +8,11 @@
 - :func:`timescale_weight_decay`: lambda = 1 / (tau * S), tau in epochs (Wang & Aitchison 2025).
 - :func:`convert_decay`: one run's decay as weight_decay, weight_decay_norm, weight_decay_timescale and
   torch's weight_decay (= lambda / lr).
+- :func:`predicted_angular_update`, :func:`angular_update`: the rotational equilibrium (Kosson et al. 2024),
+  predicted and measured (:mod:`wdlab.optim.equilibrium`).
 - :data:`REGISTRY` and :func:`build_optimizer`: ``adam``, ``adamw``, ``adamwr``, ``sgd``, ``sgdw``, ``sgdwr``,
-  ``adamc``, ``sgdc``.
+  ``adamc``, ``sgdc``, and third-party entries added with :func:`register` or through the entry-point group
+  ``wdlab.optimizers`` (:mod:`wdlab.optim.registry`); :func:`wdlab.testing.check_optimizer` tests them.
 """
 
 from wdlab.optim import schedules
@@ -23,12 +26,22 @@ from wdlab.optim.decay import (
     timescale_weight_decay,
 )
 from wdlab.optim.decoupled import SGDW, AdamW, DecoupledWeightDecayMixin
+from wdlab.optim.equilibrium import (
+    adamw_equilibrium_angle,
+    angular_update,
+    decayed_matrices,
+    equilibrium_angle,
+    predicted_angular_update,
+    sgd_l2_equilibrium_angle,
+    sgdw_equilibrium_angle,
+)
 from wdlab.optim.registry import (
     HYPERPARAMETERS,
     REGISTRY,
     OptimizerConfig,
     OptimizerSpec,
     build_optimizer,
+    register,
     resolve_hyperparameters,
 )
 from wdlab.optim.schedules import ScheduledLR, make_schedule
@@ -46,13 +59,21 @@ __all__ = [
     "OptimizerConfig",
     "OptimizerSpec",
     "ScheduledLR",
+    "adamw_equilibrium_angle",
+    "angular_update",
     "build_optimizer",
     "convert_decay",
     "decay_table",
+    "decayed_matrices",
+    "equilibrium_angle",
     "make_schedule",
     "normalized_weight_decay",
     "param_groups",
+    "predicted_angular_update",
+    "register",
     "resolve_hyperparameters",
     "schedules",
+    "sgd_l2_equilibrium_angle",
+    "sgdw_equilibrium_angle",
     "timescale_weight_decay",
 ]

@@ -66,7 +66,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from wdlab.optim.decoupled import DecoupledWeightDecayMixin
+from wdlab.optim.decoupled import SGDW, DecoupledWeightDecayMixin
 
 __all__ = [
     "adamw_equilibrium_angle",
@@ -140,15 +140,18 @@ def equilibrium_angle(optimizer: Optimizer, group: dict[str, Any]) -> float | No
     wdlab AdamW / SGDW: shrink ``optimizer.decay_coefficient(group)`` (any ``decay_scaling``) into
     :func:`adamw_equilibrium_angle` / :func:`sgdw_equilibrium_angle`; torch.optim.AdamW (or Adam with
     ``decoupled_weight_decay``): shrink lr * wd; torch.optim.SGD (L2): :func:`sgd_l2_equilibrium_angle`;
-    torch.optim.Adam with L2 ``weight_decay > 0`` and any other optimizer: ``None`` (no closed form).
+    torch.optim.Adam with L2 ``weight_decay > 0`` and any other optimizer (a third-party decoupled entry
+    included): ``None`` (no closed form here).
     """
     lr, wd = float(group["lr"]), float(group.get("weight_decay", 0.0))
     if isinstance(optimizer, DecoupledWeightDecayMixin):
         shrink = optimizer.decay_coefficient(group)
         if isinstance(optimizer, torch.optim.Adam):
             return adamw_equilibrium_angle(shrink, group["betas"][0])
-        return sgdw_equilibrium_angle(shrink, group["momentum"], dampening=group["dampening"],
-                                      nesterov=group["nesterov"])
+        if isinstance(optimizer, SGDW):  # a third-party decoupled class: no formula known
+            return sgdw_equilibrium_angle(shrink, group["momentum"], dampening=group["dampening"],
+                                          nesterov=group["nesterov"])
+        return None
     if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
         decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
         if decoupled or wd == 0:
