@@ -265,7 +265,9 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
     lines = [line for line in both.stderr.splitlines() if line.strip()]
     assert both.returncode == 2, both.stderr
     assert lines == ["wdlab sweep: error: the cells' configuration is invalid: give either weight_decay (raw lambda) "
-                     "or weight_decay_norm (normalized lambda), not both"], both.stderr
+                     "or weight_decay_norm (normalized lambda), not both; to replace the one a config file "
+                     "sets, unset it with --model.optimizer.weight_decay null or "
+                     "--model.optimizer.weight_decay_norm null"], both.stderr
     assert not out.exists()  # nothing written, and the folder is not locked to these arguments
     csv_logger = tmp_path / "csv_logger.yaml"  # no TensorBoard events to read the results from
     csv_logger.write_text("trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n"

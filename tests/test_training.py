@@ -256,3 +256,18 @@ def test_the_head_is_checked_before_the_first_batch(in_tmp):
     assert torch.equal(torch.random.get_rng_state(), rng)
     after = cli.model.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_config_files_optimizer_key_is_unset_with_null(in_tmp):
+    """The quickstart config sets weight_decay_norm; `--model.optimizer.weight_decay_norm null` unsets it so that a
+    raw weight_decay can be given (without the null the two parameterizations are refused together)."""
+    from wdlab.optim import resolve_hyperparameters
+
+    quickstart = str(REPO / "configs" / "quickstart.yaml")
+    cli = build_cli(["--config", quickstart, "--model.optimizer.weight_decay_norm", "null",
+                     "--model.optimizer.weight_decay", "1e-4"], run=False)
+    config = cli.model.optimizer_config
+    _, resolved = resolve_hyperparameters(config["name"], {k: v for k, v in config.items() if k != "name"})
+    assert resolved["weight_decay"] == 1e-4 and "weight_decay_norm" not in resolved
+    assert main(["fit", "--config", quickstart, "--model.optimizer.weight_decay", "1e-4",
+                 "--trainer.fast_dev_run", "true"]) == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -49,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_report", action="store_true", help="do not draw the heatmaps at the end")
     parser.add_argument("--results_only", action="store_true",
                         help="write OUT/results.csv from the study as it stands (cells so far) and run nothing")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="check the grid and build the first cell's model, data and trainer; print the cells "
+                             "and run or write nothing")
     return parser
+
+
+#: The sweep's own options that take no value.
+OWN_FLAGS = ("--no_report", "--results_only", "--dry_run", "-h", "--help")
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -61,7 +69,7 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         token = argv[i]
         name = token.split("=", 1)[0]
         takes_value = name in OWN_OPTIONS and "=" not in token
-        target = own if name in (*OWN_OPTIONS, "--no_report", "--results_only", "-h", "--help") else passthrough
+        target = own if name in (*OWN_OPTIONS, *OWN_FLAGS) else passthrough
         if target is passthrough and not token.startswith("--"):
             raise SweepError(f"unexpected argument {token!r}: options are passed to the cells as --key value")
         target.append(token)
@@ -132,6 +140,11 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         print(f"wdlab sweep: results of the cells so far in {path}", file=sys.stderr)
         return 0
     check_cells_build(spec)
+    if args.dry_run:
+        print(f"wdlab sweep: {len(spec.cells)} cells ({len(spec.cells) // len(spec.seeds)} grid points x "
+              f"{len(spec.seeds)} seeds) into {spec.out}; the first cell's configuration builds. The first cell:\n"
+              f"  wdlab fit {shlex.join(spec.fit_args(spec.cells[0]))}", file=sys.stderr)
+        return 0
     sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
     counts = sweep.run(progress=progress)
     results = sweep.write_results()

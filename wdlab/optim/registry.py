@@ -79,25 +79,27 @@ from wdlab.optim.validation import (
 class OptimizerConfig(TypedDict, total=False):
     """An optimizer as configs write it under ``model.optimizer``: a registry ``name`` and overrides.
 
-    Every key but ``name`` is optional; a missing key takes the entry's default.
+    Every key but ``name`` is optional; a missing key takes the entry's default, and so does a key set to
+    ``None`` (``--model.optimizer.weight_decay_norm null`` on the command line unsets what a config file set,
+    e.g. to give ``weight_decay`` instead).
     """
 
     name: str
-    lr: float
-    weight_decay: float
-    weight_decay_norm: float
-    weight_decay_timescale: float
-    decay_scaling: str
-    momentum: float
-    nesterov: bool
-    betas: tuple[float, float]
-    eps: float
-    schedule: str
-    milestones: list[int]
-    t0_epochs: int
-    t_mult: float
-    eta_min: float
-    warmup_epochs: float
+    lr: float | None
+    weight_decay: float | None
+    weight_decay_norm: float | None
+    weight_decay_timescale: float | None
+    decay_scaling: str | None
+    momentum: float | None
+    nesterov: bool | None
+    betas: tuple[float, float] | None
+    eps: float | None
+    schedule: str | None
+    milestones: list[int] | None
+    t0_epochs: int | None
+    t_mult: float | None
+    eta_min: float | None
+    warmup_epochs: float | None
 
 
 #: Every hyperparameter name build_optimizer accepts (and configs use under ``model.optimizer``).
@@ -460,6 +462,7 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any]) -> tuple[Op
 
 def _resolve(spec: OptimizerSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
     name = spec.name
+    overrides = {key: value for key, value in overrides.items() if value is not None}  # None: unset
     unknown = [k for k in overrides if k not in HYPERPARAMETERS and k not in spec.hyperparameters]
     if unknown:
         raise ValueError(
@@ -470,14 +473,17 @@ def _resolve(spec: OptimizerSpec, overrides: Mapping[str, Any]) -> dict[str, Any
         if not spec.accepts(key):
             raise ValueError(f"hyperparameter {key!r} does not apply to optimizer {name!r} ({spec.description})")
     decay_given = [key for key in DECAY_KEYS if key in overrides]
+    # A config file's decay key and another one given on top: the fix is to unset the file's one.
+    unset = "to replace the one a config file sets, unset it with " + " or ".join(
+        f"--model.optimizer.{key} null" for key in decay_given)
     if set(decay_given) == {"weight_decay", "weight_decay_norm"}:
         raise ValueError(
-            "give either weight_decay (raw lambda) or weight_decay_norm (normalized lambda), not both"
+            "give either weight_decay (raw lambda) or weight_decay_norm (normalized lambda), not both; " + unset
         )
     if len(decay_given) > 1:
         raise ValueError(
             "give only one of weight_decay (raw lambda), weight_decay_norm (normalized lambda) or "
-            f"weight_decay_timescale (tau in epochs); got {' and '.join(decay_given)}"
+            f"weight_decay_timescale (tau in epochs); got {' and '.join(decay_given)}; {unset}"
         )
 
     hp = dict(spec.defaults)
