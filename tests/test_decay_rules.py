@@ -8,6 +8,7 @@ low precision, state_dict round trip, convergence); here: timm's implementation,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +361,30 @@ def test_wdlab_optimizers_bad_input_is_one_line(capsys, argv, message):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wdlab optimizers: error: "), captured.err
     assert message in lines[0]
+
+
+def test_timescale_through_wdlab_fit(tmp_path, monkeypatch):
+    """`--model.optimizer.weight_decay_timescale 5` in wdlab fit: the CLI's steps per epoch (320 images / batch 32
+    = 10) give lambda = 1 / (5 * 10) in the decayed group, at every step of a run that has warm restarts."""
+    from lightning.pytorch.callbacks import Callback
+
+    from wdlab.cli import build_cli
+
+    class Lambdas(Callback):
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def on_train_batch_start(self, trainer, *args) -> None:
+            self.seen.append(trainer.optimizers[0].param_groups[0]["weight_decay"])
+
+    monkeypatch.chdir(tmp_path)
+    quickstart = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    cli = build_cli(["--config", quickstart, "--model.optimizer.weight_decay_norm", "null",
+                     "--model.optimizer.weight_decay_timescale", "5", "--model.optimizer.t0_epochs", "1",
+                     "--data.init_args.num_train", "320", "--data.init_args.num_test", "32",
+                     "--data.init_args.batch_size", "32", "--trainer.max_epochs", "3",
+                     "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"], run=False)
+    probe = Lambdas()
+    cli.trainer.callbacks.append(probe)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert len(probe.seen) == 30 and all(lam == pytest.approx(1 / 50, rel=1e-15) for lam in probe.seen)
