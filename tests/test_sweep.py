@@ -287,6 +287,18 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
         assert not out.exists()
 
 
+def test_dry_run_checks_the_first_cell_and_writes_nothing(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    done = sweep(["--config", str(base), *GRID, "--seeds", "2", "--out", str(out), "--dry_run"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "8 cells (4 grid points x 2 seeds)" in done.stderr
+    assert "wdlab fit --config" in done.stderr and "--model.optimizer.lr 0.1" in done.stderr
+    assert not out.exists() and not (tmp_path / "runs").exists()
+    typo = sweep(["--config", str(base), *GRID, "--out", str(out), "--dry_run", "--trainer.max_epocs", "2"],
+                 cwd=tmp_path)
+    assert typo.returncode == 2 and "max_epocs" in typo.stderr and not out.exists()
+
+
 def test_a_missing_database_driver_names_the_package_to_install(base: Path, tmp_path: Path) -> None:
     pytest.importorskip("sqlalchemy")
     try:
