@@ -54,7 +54,7 @@ CASES = {
     "unknown --grid key": (["sweep", "--config", QUICKSTART, "--out", "sweep", "--grid", "model.optimizer.foo=1,2"],
                            "Unexpected keys: {'foo'}"),
     "non-numeric --grid value": (["sweep", "--config", QUICKSTART, "--out", "sweep", "--grid",
-                                  "model.optimizer.lr=a,b"], "Expected a <class 'float'>. Got value: a"),
+                                  "model.optimizer.lr=a,b"], "<class 'float'>. Got value: a"),
 }
 
 

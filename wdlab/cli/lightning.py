@@ -344,7 +344,11 @@ def explain_parser_error(message: str, args: Sequence[str]) -> str:
         real = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
         if real:
             key = re.match(r'Parser key "([^"]+)"', message)
-            return f"{key.group(1) + ': ' if key else ''}{real[0].split(' Given value type:')[0]}"
+            reason = real[0].split(" Given value type:")[0]
+            given = re.search(r" Given value: (.*)$", message)
+            if given and "Got value" not in reason:  # e.g. an optional float given a word
+                reason = f"{reason}. Got value: {given.group(1)}"
+            return f"{key.group(1) + ': ' if key else ''}{reason}"
     return message
 
 
