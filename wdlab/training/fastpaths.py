@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from wdlab._device import auto_on_cuda
+from wdlab._device import auto_on_cuda, device_type
 
 __all__ = [
     "AUTO_PRECISION",
@@ -61,14 +61,8 @@ def resolve_fused(setting: bool | None, device: torch.device | str | None) -> bo
     the optimizer's own default. ``benchmarks/optimizer_step.py`` measures the kernels against each other.
     """
     if setting is None:
-        return True if _device_type(device) in ("cuda", "cpu") else None
+        return True if device_type(device) in ("cuda", "cpu") else None
     return bool(setting)
-
-
-def _device_type(device: torch.device | str | None) -> str | None:
-    if device is None:
-        return None
-    return torch.device(device).type
 
 
 def compile_options(setting: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
