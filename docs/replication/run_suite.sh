@@ -8,7 +8,14 @@ set -eu
 cd "$(dirname "$0")/../.."
 JOBS="${JOBS:-1}"
 export OMP_NUM_THREADS=1
-sweep() { wdlab sweep --jobs "$JOBS" --no_report "$@"; }
+# A fresh checkout has no runs/: each sweep starts from the study progress.sh saved (the cells done so far).
+sweep() {
+  local out="" prev=""
+  for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+  local saved="docs/replication/$(basename "$out")/sweep.db"
+  if [ -n "$out" ] && [ ! -f "$out/sweep.db" ] && [ -f "$saved" ]; then mkdir -p "$out" && cp "$saved" "$out/sweep.db"; fi
+  wdlab sweep --jobs "$JOBS" --no_report "$@"
+}
 best() { python docs/replication/best_cell.py "$@"; }
 
 # Fig. 2: the four panels (72 cells each), then their per-cell CSVs under docs/replication/fig2_X/
