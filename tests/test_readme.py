@@ -50,6 +50,8 @@ SKIPPED: tuple[tuple[str, str], ...] = (
     (r"--model\.compile true", "compiling Shake-Shake takes a minute on CPU: tests/test_fastpaths.py compiles a "
                                 "small network in a fit"),
     (r"^wdlab report runs/fig2", "needs those sweeps: tests/test_replication.py reports a tiny suite"),
+    (r"docs/replication/run_suite\.sh", "the whole replication suite (hours): tests/test_replication.py runs "
+                                       "every part of it as tiny sweeps, then the reports and summarize.py"),
 )
 
 

@@ -101,19 +101,19 @@ def _complete(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [r for r in rows if r["state"] == "complete" and r["final_test_err"] not in ("", None)]
 
 
-def _run_dir(runs: Path, row: dict[str, str]) -> Path:
-    return runs / Path(row["run_dir"]).relative_to("runs/replication")
+def _run_dir(runs: Path, part: str, row: dict[str, str]) -> Path:
+    return runs / part / Path(row["run_dir"]).name
 
 
 def _curves(out: Path, runs: Path, part: str, rows: list[dict[str, str]]) -> dict[str, list[tuple[int, float, float]]]:
     """Per seed: (epoch, training loss, test error) at the evaluation epochs, from the events or curves.csv."""
     path = out / part / "curves.csv"
-    if all(_run_dir(runs, r).is_dir() for r in rows):
+    if all(_run_dir(runs, part, r).is_dir() for r in rows):
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["seed", "epoch", "train_loss", "test_err"])
             for r in rows:
-                scalars = read_scalars(_run_dir(runs, r))
+                scalars = read_scalars(_run_dir(runs, part, r))
                 epochs = epoch_of_step(scalars)
                 loss = {epochs[s]: v for s, v in scalars["train/loss"]}
                 for step, err in scalars["val/err"]:
@@ -128,12 +128,12 @@ def _curves(out: Path, runs: Path, part: str, rows: list[dict[str, str]]) -> dic
 def _anytime(out: Path, runs: Path, part: str, rows: list[dict[str, str]]) -> dict[int, list[float]]:
     """Snapshot test error per period end (epoch) over seeds, from the events or anytime.csv."""
     path = out / part / "anytime.csv"
-    if all(_run_dir(runs, r).is_dir() for r in rows):
+    if all(_run_dir(runs, part, r).is_dir() for r in rows):
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["seed", "epoch", "anytime_err"])
             for r in rows:
-                for epoch, err in read_scalars(_run_dir(runs, r))["anytime/err"]:
+                for epoch, err in read_scalars(_run_dir(runs, part, r))["anytime/err"]:
                     writer.writerow([r["seed"], epoch, err])
     errs: dict[int, list[float]] = defaultdict(list)
     with path.open(newline="") as handle:
