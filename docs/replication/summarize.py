@@ -47,12 +47,15 @@ NORM_SLOPE_OFFSET = 0.5  # log2 sqrt(T): lambda_norm = lambda * sqrt(B * T / b)
 DECOUPLED_MAX_WIDTH = 1.0
 
 
+def _resampled_means(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``BOOTSTRAP_RESAMPLES`` means of ``x`` drawn with replacement."""
+    return x[rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))].mean(axis=1)
+
+
 def mean_interval(values: Sequence[float], rng_seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """Mean of ``values`` and the 95 % percentile bootstrap interval of the mean."""
     x = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(rng_seed)
-    means = x[rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
+    lo, hi = np.percentile(_resampled_means(x, np.random.default_rng(rng_seed)), [2.5, 97.5])
     return float(x.mean()), float(lo), float(hi)
 
 
@@ -62,9 +65,7 @@ def difference_interval(
     """mean(a) - mean(b) and its 95 % bootstrap interval (each side resampled on its own)."""
     xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     rng = np.random.default_rng(rng_seed)
-    ma = xa[rng.integers(0, len(xa), size=(BOOTSTRAP_RESAMPLES, len(xa)))].mean(axis=1)
-    mb = xb[rng.integers(0, len(xb), size=(BOOTSTRAP_RESAMPLES, len(xb)))].mean(axis=1)
-    lo, hi = np.percentile(ma - mb, [2.5, 97.5])
+    lo, hi = np.percentile(_resampled_means(xa, rng) - _resampled_means(xb, rng), [2.5, 97.5])
     return float(xa.mean() - xb.mean()), float(lo), float(hi)
 
 
@@ -142,10 +143,6 @@ def _anytime(out: Path, runs: Path, part: str, rows: list[dict[str, str]]) -> di
     return dict(errs)
 
 
-def _pts(x: float) -> str:
-    return f"{100 * x:+.2f}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/replication"))
@@ -207,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"fig4 {restarts}: no snapshot at epoch {epoch}")
                 continue
             d, lo, hi = difference_interval(snapshots[epoch], by_length[epoch])
-            ms, _, _ = mean_interval(snapshots[epoch])
-            mc, _, _ = mean_interval(by_length[epoch])
+            ms, mc = float(np.mean(snapshots[epoch])), float(np.mean(by_length[epoch]))
             verdict = "restarts cost" if lo > 0 else "no cost shown"
             measure = f"{restarts} snapshot - {cosine} cosine at epoch {epoch} ({100 * ms:.2f} vs {100 * mc:.2f} %)"
             record("fig4", measure, d, lo, hi, verdict, f"{len(snapshots[epoch])} / {len(by_length[epoch])} seeds")
