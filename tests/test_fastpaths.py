@@ -8,6 +8,9 @@ loader, the fused kernels, torch.compile). The CUDA-only behaviour is at the end
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,9 +26,16 @@ from wdlab.data import BuiltinDataModule
 from wdlab.data.device import DeviceBatchLoader, ResumableDeviceLoader, fits_on_device, to_device, total_nbytes
 from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader
 from wdlab.data.tensors import BatchTensorDataset, collate_batch
+from wdlab.models import PreActResNet
 from wdlab.training import fastpaths
 from wdlab.training._lightning import logs_this_step
-from wdlab.training.fastpaths import compile_options, cuda_trainer_defaults, resolve_channels_last, resolve_fused
+from wdlab.training.fastpaths import (
+    check_channels_last_on_cpu,
+    compile_options,
+    cuda_trainer_defaults,
+    resolve_channels_last,
+    resolve_fused,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -164,8 +174,10 @@ def test_on_cpu_the_automatic_fast_paths_are_off_but_the_fused_optimizer(in_tmp)
 
 
 def test_forced_channels_last_fused_and_on_device_work_on_cpu(in_tmp):
+    # base width 16: narrower strided 1x1 shortcuts are refused on CPU (oneDNN bug, next tests)
     trainer, model, dm = _built("--trainer.max_epochs", "1", "--data.channels_last", "true", "--data.on_device",
-                                "true", "--model.fused_optimizer", "true", "--model.optimizer.name", "sgdw")
+                                "true", "--model.fused_optimizer", "true", "--model.optimizer.name", "sgdw",
+                                "--model.net.init_args.base_width", "16")
     probe = _Probe()
     trainer.callbacks.append(probe)
     trainer.fit(model, datamodule=dm)
@@ -175,6 +187,36 @@ def test_forced_channels_last_fused_and_on_device_work_on_cpu(in_tmp):
     assert dm.data_on_device is True and probe.loaders == [ResumableDeviceLoader] * 3
     assert isinstance(dm.val_dataloader(), DeviceBatchLoader)
     assert math.isfinite(trainer.callback_metrics["train/loss"].item())
+
+
+def test_channels_last_training_on_cpu_is_refused_where_onednn_breaks():
+    """A strided 1x1 convolution with fewer input channels than oneDNN's channel block (8 with AVX2, 16 with
+    AVX-512) hangs or crashes its NHWC weight gradient (uxlfoundation/oneDNN#6035): PreActResNet base width 4
+    has such a shortcut (4 channels into the second stage)."""
+    block = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+    with pytest.raises(ValueError, match=r"1x1 convolution \S+ has 4 input channels .* --data.channels_last false"):
+        check_channels_last_on_cpu(PreActResNet(depth=8, base_width=4), "cpu")
+    with pytest.raises(ValueError, match=f"has {block - 1} input channels"):
+        check_channels_last_on_cpu(torch.nn.Conv2d(block - 1, 32, 1, stride=2), torch.device("cpu"))
+    check_channels_last_on_cpu(torch.nn.Conv2d(block, 32, 1, stride=2), "cpu")  # a full block: fine
+    check_channels_last_on_cpu(PreActResNet(depth=8, base_width=16), "cpu")
+    check_channels_last_on_cpu(torch.nn.Conv2d(4, 8, 3, stride=2), "cpu")  # 3x3: another kernel, fine
+    check_channels_last_on_cpu(torch.nn.Conv2d(4, 8, 1, stride=1), "cpu")  # unit stride: no workspace
+    check_channels_last_on_cpu(PreActResNet(depth=8, base_width=4), "cuda")  # cuDNN
+
+
+def test_wdlab_fit_refuses_channels_last_on_cpu_for_a_narrow_net_in_one_line(tmp_path):
+    """Through the real command, in a subprocess: without the check the run would hang or crash there."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wdlab", "fit", *TINY, "--data.channels_last", "true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("wdlab: error: data.channels_last true cannot train this net on this CPU"), last
+    assert "--data.channels_last false" in last
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints").exists()
 
 
 def test_a_net_in_another_layout_than_its_batches_gets_them_converted(in_tmp):

@@ -31,6 +31,7 @@ from wdlab._device import auto_on_cuda, device_type
 __all__ = [
     "AUTO_PRECISION",
     "DEFAULT_PRECISION",
+    "check_channels_last_on_cpu",
     "compile_options",
     "cuda_trainer_defaults",
     "resolve_channels_last",
@@ -53,6 +54,36 @@ def resolve_channels_last(setting: bool | None, device: torch.device | str | Non
     The datamodule applies it to its batches and the model follows it with the network.
     """
     return auto_on_cuda(setting, device)
+
+
+def _onednn_channel_block() -> int:
+    """The input-channel block of oneDNN's f32 1x1 convolution kernels: 16 with AVX-512, 8 with AVX2 or less."""
+    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+
+def check_channels_last_on_cpu(net: torch.nn.Module, device: torch.device | str | None) -> None:
+    """Refuse channels-last *training* on CPU for a network that hits oneDNN's strided 1x1-convolution bug.
+
+    oneDNN's NHWC weight gradient of a 1x1 convolution with stride > 1 and fewer input channels than its
+    kernel's channel block (8 with AVX2, 16 with AVX-512) writes past its workspace: the process hangs, crashes
+    or gets wrong gradients (uxlfoundation/oneDNN#6035, open; seen with torch 2.14.1 on x86-64). Raises
+    ``ValueError`` naming the first such convolution and the fix (``--data.channels_last false``). Only
+    training is affected (the weight gradient), and only on CPU: CUDA runs cuDNN.
+    """
+    if device_type(device) != "cpu":
+        return
+    block = _onednn_channel_block()
+    for name, module in net.named_modules():
+        if not isinstance(module, torch.nn.Conv2d):
+            continue
+        strided = any(s > 1 for s in module.stride)
+        if tuple(module.kernel_size) == (1, 1) and strided and module.groups == 1 and module.in_channels < block:
+            raise ValueError(
+                f"data.channels_last true cannot train this net on this CPU: its strided 1x1 convolution "
+                f"{name or 'net'} has {module.in_channels} input channels (< {block}), which makes oneDNN hang or "
+                "crash in the backward pass (uxlfoundation/oneDNN#6035); set --data.channels_last false "
+                "or widen the net"
+            )
 
 
 def resolve_fused(setting: bool | None, device: torch.device | str | None) -> bool | None:

@@ -17,7 +17,12 @@ from wdlab.training._lightning import given_by_cli, logs_this_step, tensorboard_
 from wdlab.training.angular import AngularUpdateTracker
 from wdlab.training.checkpoints import ResumableCheckpoint
 from wdlab.training.exact import RUN_SHAPE, RUN_SHAPE_KEY, ExactResume
-from wdlab.training.fastpaths import compile_options, resolve_channels_last, resolve_fused
+from wdlab.training.fastpaths import (
+    check_channels_last_on_cpu,
+    compile_options,
+    resolve_channels_last,
+    resolve_fused,
+)
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.optimizers import configure_optimizers
 
@@ -105,6 +110,8 @@ class ImageClassifier(L.LightningModule):
         # The network follows the layout of its batches (data.channels_last; automatic: NHWC on CUDA).
         self.uses_channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
         if self.uses_channels_last:
+            if stage == "fit":
+                check_channels_last_on_cpu(self.net, device)
             self.net.to(memory_format=torch.channels_last)
         if self.compile_options is not None:
             # In place (nn.Module.compile): state_dict keys stay "net.*", so checkpoints of compiled and
