@@ -83,6 +83,23 @@ def test_a_fit_without_a_place_of_its_own_writes_nothing_into_the_current_direct
     assert _files(tmp_path) == {}
 
 
+def test_a_smoke_test_of_a_resume_finds_the_runs_last_ckpt(run_copy, tmp_path, monkeypatch, capsys):
+    """``--ckpt_path last --trainer.fast_dev_run true`` resumes from ``runs/<name>/checkpoints/last.ckpt`` (Lightning
+    swaps the logger for a dummy without a directory, so the trainer alone would look in ./checkpoints) and
+    writes nothing; without a run there, the error names that file."""
+    monkeypatch.chdir(tmp_path)
+    save_dir = ["--trainer.logger.init_args.save_dir", str(run_copy)]
+    before = _files(run_copy)
+    smoke = ["--ckpt_path", "last", "--trainer.fast_dev_run", "true", "--trainer.max_epochs", "2"]
+    assert main(["fit", *TINY, *save_dir, *smoke]) == 0, capsys.readouterr().err
+    assert _files(run_copy) == before and not (tmp_path / "checkpoints").exists()
+    capsys.readouterr()
+    empty = ["--trainer.logger.init_args.save_dir", str(tmp_path / "nothing")]
+    assert main(["fit", *TINY, *empty, *smoke]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"there is no {tmp_path / 'nothing' / 'quickstart' / 'checkpoints' / 'last.ckpt'}" in error, error
+
+
 def test_a_fit_without_a_logger_writes_into_the_default_root_dir_and_the_refusal_names_that_option(tmp_path, capsys):
     root = tmp_path / "here"
     options = ["--trainer.logger", "false", "--trainer.default_root_dir", str(root)]

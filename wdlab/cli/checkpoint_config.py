@@ -56,14 +56,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def checkpoint_file(config: Any, ckpt_path: str | None) -> Path | None:
-    """The file a resume or evaluation would read: ``ckpt_path`` itself, or for ``last``/``auto`` the run
-    directory's ``checkpoints/last.ckpt`` found from the config (as :func:`~wdlab.training.resume.checkpoint_dir`
-    finds it from the trainer); ``None`` when there is none yet."""
-    if not ckpt_path:
-        return None
-    if ckpt_path not in ("last", "auto"):
-        return Path(ckpt_path)
+def configured_checkpoint_dir(config: Any) -> Path:
+    """The run directory's ``checkpoints/`` found from the config, as
+    :func:`~wdlab.training.resume.checkpoint_dir` finds it from the trainer (which cannot under
+    ``fast_dev_run``: Lightning replaces the logger by a dummy that has no directory)."""
     trainer = config.get("trainer") or {}
     logger = trainer.get("logger")
     if isinstance(logger, list):
@@ -73,11 +69,19 @@ def checkpoint_file(config: Any, ckpt_path: str | None) -> Path | None:
     dirpath = (config.get("checkpoint") or {}).get("dirpath")
     if init_args is not None and getattr(init_args, "save_dir", None) is not None:
         version = getattr(init_args, "version", None)
-        folder = checkpoint_dir_of(dirpath, init_args.save_dir, getattr(init_args, "name", None),
-                                   "" if version is None else version, root)  # pinned as pin_logger_version does
-    else:
-        folder = checkpoint_dir_of(dirpath, None, None, None, root)
-    last = folder / "last.ckpt"
+        return checkpoint_dir_of(dirpath, init_args.save_dir, getattr(init_args, "name", None),
+                                 "" if version is None else version, root)  # pinned as pin_logger_version does
+    return checkpoint_dir_of(dirpath, None, None, None, root)
+
+
+def checkpoint_file(config: Any, ckpt_path: str | None) -> Path | None:
+    """The file a resume or evaluation would read: ``ckpt_path`` itself, or for ``last``/``auto`` the run
+    directory's ``checkpoints/last.ckpt`` (:func:`configured_checkpoint_dir`); ``None`` when there is none yet."""
+    if not ckpt_path:
+        return None
+    if ckpt_path not in ("last", "auto"):
+        return Path(ckpt_path)
+    last = configured_checkpoint_dir(config) / "last.ckpt"
     return last if last.is_file() else None
 
 

@@ -31,7 +31,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
+from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file, configured_checkpoint_dir
 from wdlab.cli.errors import one_line, report_errors
 from wdlab.data import DatasetError
 from wdlab.optim import decay_table, param_groups
@@ -183,7 +183,10 @@ class WdlabCLI(LightningCLI):
         kwargs = self.config_init[self.subcommand]
         ckpt_path = kwargs.get("ckpt_path")
         # A fit that writes nothing overwrites nothing: no refusal for a run directory that holds a run.
-        resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.writes_run_files)
+        # fast_dev_run swaps the logger for a dummy without a directory: find the run's last.ckpt from the config
+        directory = configured_checkpoint_dir(self.config[self.subcommand]) if self.trainer.fast_dev_run else None
+        resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.writes_run_files,
+                                     directory=directory)
         kwargs["ckpt_path"] = resolved
         if self.writes_run_files:
             start = f"resuming from {resolved}" if resolved else "starting"

@@ -88,13 +88,18 @@ def checkpoint_dir_of(
 
 
 def resolve_ckpt_path(
-    trainer: L.Trainer, model: L.LightningModule, ckpt_path: str | None, fitting: bool
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    ckpt_path: str | None,
+    fitting: bool,
+    directory: Path | None = None,
 ) -> str | None:
     """Turn ``ckpt_path`` (``None``, ``"last"``, ``"auto"`` or a file) into a checked file or ``None``.
 
+    ``last``/``auto`` look for ``last.ckpt`` in ``directory``, by default the trainer's :func:`checkpoint_dir`.
     Raises :class:`~wdlab.training.checkpoints.CheckpointError` with the fix in one line.
     """
-    last = checkpoint_dir(trainer) / "last.ckpt"
+    last = (checkpoint_dir(trainer) if directory is None else directory) / "last.ckpt"
     if ckpt_path is None:
         if fitting and is_rank_zero_process():
             _refuse_to_overwrite(trainer)
