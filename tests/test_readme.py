@@ -37,7 +37,7 @@ TINY = ["--data.init_args.num_train", "32", "--data.init_args.num_test", "32", "
         "--trainer.enable_progress_bar", "false"]
 SMOKE = ["--trainer.fast_dev_run", "true"]
 #: A resumed run of the 70-epoch quickstart (one step per epoch) takes one more step from the epoch-30 snapshot,
-#: none from last.ckpt (fast_dev_run would not find the run's last.ckpt: it has no run directory).
+#: none from last.ckpt (a fast_dev_run resume would take one step and check nothing about the schedule).
 RESUMED = ["--trainer.max_steps", "31"]
 
 #: (pattern, reason): a command matching the pattern (re.search) is not run here.
