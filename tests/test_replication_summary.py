@@ -35,7 +35,7 @@ def _b1(out: Path, shift_octaves: float, noise: float = 0.0) -> None:
     rng = np.random.default_rng(1)
     rows = []
     for t, vertex in ((25, -8.0), (100, -8.0 + shift_octaves)):
-        for e in range(-11, -4):
+        for e in range(-13, -4):
             for seed in range(3):
                 rows.append((t, 2.0 ** -9, 2.0 ** e, seed, 0.15 + 0.01 * (e - vertex) ** 2 + rng.normal(0, noise)))
     _write(out, "b1_adamw", [summarize.EPOCHS, summarize.LR, summarize.WD], rows)
@@ -61,6 +61,30 @@ def test_b1_slope_over_run_lengths(tmp_path: Path, shift: float, raw_slope: floa
     assert float(norm["value"]) == pytest.approx(raw_slope + 0.5, abs=0.05)
     assert float(raw["lo"]) - 1e-9 <= float(raw["value"]) <= float(raw["hi"]) + 1e-9
     assert (raw["verdict"], norm["verdict"]) == (raw_verdict, norm_verdict)
+
+
+def test_b1_leaves_out_a_run_length_where_decay_does_not_act_and_reads_the_t50_part(tmp_path: Path) -> None:
+    keys = [summarize.EPOCHS, summarize.LR, summarize.WD]
+    # T = 25 underfits: the error falls by only 0.6 points from the smallest decay to the best (-7), then the decay
+    # overpowers the net; T = 50 (its own part) and T = 100 have real optima, half an octave apart per doubling
+    underfit = [(25, 2.0 ** -9, 2.0 ** e, seed, 0.30 - 0.001 * (e + 13) if e <= -7 else 0.6)
+                for e in range(-13, -4) for seed in range(3)]
+    parabola = [(t, 2.0 ** -9, 2.0 ** e, seed, 0.15 + 0.01 * (e - vertex) ** 2)
+                for t, vertex in ((50, -8.5), (100, -9.0)) for e in range(-13, -4) for seed in range(3)]
+    _write(tmp_path, "b1_adamw", keys, underfit + [r for r in parabola if r[0] == 100])
+    _write(tmp_path, "b1_adamw_t50", keys, [r for r in parabola if r[0] == 50])
+    rows = _summary(tmp_path)
+    raw, norm = rows["d log2 lambda* / d log2 T (raw)"], rows["d log2 lambda_norm* / d log2 T"]
+    assert float(raw["value"]) == pytest.approx(-0.5, abs=0.05) and raw["seeds"] == "3 seeds; T = 50, 100"
+    assert (raw["verdict"], norm["verdict"]) == ("raw optimum moves", "normalized optimum stays put")
+
+
+def test_lost_snapshot_errors_are_named_and_fail_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    keys = [summarize.LR, summarize.WD]
+    _write(tmp_path, "fig4_adamwr", keys, [(1e-3, 1e-3, s, 0.1) for s in range(3)])  # no anytime.csv, no runs
+    _write(tmp_path, "fig4_adamw_cosine", [summarize.EPOCHS, *keys], [(10, 1e-3, 1e-3, s, 0.3) for s in range(3)])
+    assert summarize.main(["--runs", str(tmp_path / "no_runs"), "--out", str(tmp_path)]) == 1
+    assert "fig4_adamwr: missing snapshot errors" in capsys.readouterr().out
 
 
 def test_error_at_matched_training_loss_interpolates_in_log_loss() -> None:
