@@ -25,7 +25,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
         || { echo "gpu_check: installing .whl/*.whl failed" >&2; exit 1; }
     export PYTHONPATH="$PYTHONPATH:/tmp/wdlab-site"
 fi
-config="${WDLAB_GPU_CHECK_CONFIG:-configs/fig2_small/adamw.yaml}"  # the Fig. 2 cell
+config="${WDLAB_GPU_CHECK_CONFIG:-configs/replication/fig2_adamw.yaml}"  # the replication suite's Fig. 2 cell
 cuda="$("$python" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)"
 device="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (no CUDA)")' 2>/dev/null)"
 
