@@ -26,7 +26,7 @@ def test_each_fig2_panel_runs_as_a_tiny_sweep_and_the_report_reads_them(tmp_path
         done = subprocess.run(
             [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/fig2_{panel}.yaml"),
              "--grid", f"model.optimizer.lr={lr}", "--grid", "model.optimizer.weight_decay=0,2**-8",
-             "--out", str(out), "--no_report", *TINY],
+             "--out", str(out), "--no_report", "--jobs", "2", *TINY],  # CI has 2 cores: both cells at once
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stderr[-3000:]
@@ -45,10 +45,10 @@ def test_each_fig2_panel_runs_as_a_tiny_sweep_and_the_report_reads_them(tmp_path
     assert (tmp_path / "report" / "heatmap.png").is_file() and (tmp_path / "report" / "coupling.csv").is_file()
 
 
-def _sweep(tmp_path: Path, part: str, *args: str) -> list[dict[str, str]]:
+def _sweep(tmp_path: Path, part: str, *args: str, config: str = "") -> list[dict[str, str]]:
     out = tmp_path / part
     done = subprocess.run(
-        [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/{part}.yaml"),
+        [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/{config or part}.yaml"),
          "--out", str(out), "--no_report", "--jobs", "2",  # CI has 2 cores: both cells at once
          "--data.init_args.num_train", "64", "--data.init_args.num_test", "64", "--data.init_args.batch_size", "32",
          *args],
@@ -77,11 +77,14 @@ def test_figs_1_3_4_and_b1_run_as_tiny_sweeps_and_summarize_reads_them(tmp_path:
         _sweep(tmp_path, f"fig4_{cosine}_cosine", *lr, *decay, "--seeds", "1", "--grid", "trainer.max_epochs=1,3")
     _sweep(tmp_path, "b1_adamw", *one, "--grid", "trainer.max_epochs=1,2", "--grid",
            "model.optimizer.weight_decay=2**-8,2**-6", "--seeds", "1")
+    _sweep(tmp_path, "b1_adamw_t50", *one, "--grid", "trainer.max_epochs=3", "--grid",  # run_suite.sh's T = 50 part
+           "model.optimizer.weight_decay=2**-8,2**-6", "--seeds", "1", config="b1_adamw")
     summary = subprocess.run(
         [sys.executable, str(REPO / "docs/replication/summarize.py"), "--runs", str(tmp_path), "--out", str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert summary.returncode == 0, summary.stderr[-3000:]
+    assert all(f"b1 T = {t}: headroom" in summary.stdout for t in (1, 2, 3)), summary.stdout
     with (tmp_path / "suite_summary.csv").open() as handle:
         measures = [row["measure"] for row in csv.DictReader(handle)]
     assert measures[:2] == ["test error Adam - AdamW", measures[1]] and measures[1].startswith("test error at training")
