@@ -77,14 +77,15 @@ def test_figs_1_3_4_and_b1_run_as_tiny_sweeps_and_summarize_reads_them(tmp_path:
         _sweep(tmp_path, f"fig4_{cosine}_cosine", *lr, *decay, "--seeds", "1", "--grid", "trainer.max_epochs=1,3")
     _sweep(tmp_path, "b1_adamw", *one, "--grid", "trainer.max_epochs=1,2", "--grid",
            "model.optimizer.weight_decay=2**-8,2**-6", "--seeds", "1")
-    _sweep(tmp_path, "b1_adamw_t50", *one, "--grid", "trainer.max_epochs=3", "--grid",  # run_suite.sh's T = 50 part
-           "model.optimizer.weight_decay=2**-8,2**-6", "--seeds", "1", config="b1_adamw")
+    for part, epochs in (("b1_adamw_t50", "3"), ("b1_adamw_t200", "4")):  # run_suite.sh's T = 50 and 200 parts
+        _sweep(tmp_path, part, *one, "--grid", f"trainer.max_epochs={epochs}", "--grid",
+               "model.optimizer.weight_decay=2**-8,2**-6", "--seeds", "1", config="b1_adamw")
     summary = subprocess.run(
         [sys.executable, str(REPO / "docs/replication/summarize.py"), "--runs", str(tmp_path), "--out", str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert summary.returncode == 0, summary.stderr[-3000:]
-    assert all(f"b1 T = {t}: headroom" in summary.stdout for t in (1, 2, 3)), summary.stdout
+    assert all(f"b1 T = {t}: headroom" in summary.stdout for t in (1, 2, 3, 4)), summary.stdout
     with (tmp_path / "suite_summary.csv").open() as handle:
         measures = [row["measure"] for row in csv.DictReader(handle)]
     assert measures[:2] == ["test error Adam - AdamW", measures[1]] and measures[1].startswith("test error at training")

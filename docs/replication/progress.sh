@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 command -v wdlab > /dev/null || { echo "progress.sh: wdlab is not on PATH (source the venv first)"; exit 1; }
 export OMP_NUM_THREADS=1
 for part in fig2_sgd fig2_sgdw fig2_adam fig2_adamw fig13_adam fig13_adamw fig4_adamwr fig4_adamw_cosine fig4_sgdwr \
-    fig4_sgdw_cosine b1_adamw b1_adamw_t50 fig2_sgdw_normonly fig2_adamw_normonly; do
+    fig4_sgdw_cosine b1_adamw b1_adamw_t50 b1_adamw_t200 fig2_sgdw_normonly fig2_adamw_normonly; do
   out="runs/replication/$part"
   [ -f "$out/sweep.db" ] || continue
   mkdir -p "docs/replication/$part"

@@ -51,13 +51,16 @@ appendix_b1() {
   # an optimum; summarize.py uses the run lengths where decay gains >= 3 points
   sweep --config configs/replication/b1_adamw.yaml --out runs/replication/b1_adamw_t50 --grid "model.optimizer.lr=$lr" \
     --grid trainer.max_epochs=50
+  # and at 4 x 50 = 200 epochs: one doubling of T (50 -> 100) could not tell lambda* ~ T^-1/2 from a fixed lambda
+  sweep --config configs/replication/b1_adamw.yaml --out runs/replication/b1_adamw_t200 --grid "model.optimizer.lr=$lr" \
+    --grid trainer.max_epochs=200
 }
 if [ "$JOBS" -ge 2 ]; then
   (JOBS=1; figs_1_3_and_4) & (JOBS=1; appendix_b1) & wait
 else
   figs_1_3_and_4; appendix_b1
 fi
-for d in fig13_adam fig13_adamw fig4_adamwr fig4_adamw_cosine fig4_sgdwr fig4_sgdw_cosine b1_adamw b1_adamw_t50; do
+for d in fig13_adam fig13_adamw fig4_adamwr fig4_adamw_cosine fig4_sgdwr fig4_sgdw_cosine b1_adamw b1_adamw_t50 b1_adamw_t200; do
   mkdir -p "docs/replication/$d" && cp "runs/replication/$d/results.csv" "docs/replication/$d/results.csv"
 done
 

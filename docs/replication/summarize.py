@@ -26,7 +26,8 @@ a difference resamples both sides independently. Verdict rules, fixed before the
   timescale in epochs (Wang & Aitchison 2025) raw -1, normalized -0.5. A run length enters the slope only where
   decay acts: its best cell beats its smallest decay (timescale longer than the run) by at least 3 points, the
   headroom Fig. 2's setup check asks for. (Added after the T = 25 row came out underfit, with 0.6 points of
-  headroom, and before the T = 50 row ran.)
+  headroom, and before the T = 50 row ran.) T = 200 (with T = 50, the issue's "T and 4T") was added after T = 50
+  and 100 gave an interval too wide to tell the two predictions apart, before it ran.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ LR, WD, WDN, EPOCHS = ("model.optimizer.lr", "model.optimizer.weight_decay", "mo
 NORM_SLOPE_OFFSET = 0.5  # log2 sqrt(T): lambda_norm = lambda * sqrt(B * T / b)
 DECOUPLED_MAX_WIDTH = 1.0
 MIN_HEADROOM = 0.03  # as Fig. 2's check of the setup: decay must beat (almost) no decay by 3 points to place an optimum
-B1_PARTS = ("b1_adamw", "b1_adamw_t50")
+B1_PARTS = ("b1_adamw", "b1_adamw_t50", "b1_adamw_t200")
 
 
 def _resampled_means(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             measure = f"{restarts} snapshot - {cosine} cosine at epoch {epoch} ({100 * ms:.2f} vs {100 * mc:.2f} %)"
             record("fig4", measure, d, lo, hi, verdict, f"{len(snapshots[epoch])} / {len(by_length[epoch])} seeds")
 
-    # Appendix B.1: the run lengths of b1_adamw (T = 25, 100 epochs) and b1_adamw_t50 (T = 50)
+    # Appendix B.1: the run lengths of b1_adamw (T = 25, 100 epochs), b1_adamw_t50 (T = 50), b1_adamw_t200 (T = 200)
     b1 = [r for part in B1_PARTS for r in (load(part) or [])]
     if b1:
         lengths = sorted({float(r[EPOCHS]) for r in b1})
