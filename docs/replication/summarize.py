@@ -22,8 +22,9 @@ a difference resamples both sides independently. Verdict rules, fixed before the
   the slope d log2 lambda* / d log2 T is bootstrapped like the report's lr slope. With lambda_norm =
   lambda * sqrt(B * T / b), the slope of log2 lambda_norm* is the raw slope + 0.5. The raw optimum moves when the
   raw interval excludes 0; the normalized one stays put when its interval contains 0 and is at most 1.0 wide (the
-  report's decoupling rule). Predictions: normalized decay (the paper) raw -0.5, normalized 0; a fixed decay
-  timescale in epochs (Wang & Aitchison 2025) raw -1, normalized -0.5. A run length enters the slope only where
+  report's decoupling rule). Predictions: normalized decay (the paper) raw -0.5, normalized 0; a decay timescale
+  that is a fixed fraction of the run raw -1, normalized -0.5; a fixed timescale in steps (here also in epochs: the
+  dataset and batch do not change) raw 0, normalized +0.5. A run length enters the slope only where
   decay acts: its best cell beats its smallest decay (timescale longer than the run) by at least 3 points, the
   headroom Fig. 2's setup check asks for. (Added after the T = 25 row came out underfit, with 0.6 points of
   headroom, and before the T = 50 row ran.) T = 200 (with T = 50, the issue's "T and 4T") was added after T = 50
