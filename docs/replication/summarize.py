@@ -251,21 +251,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "T = " + ", ".join(f"{lengths[i]:g}" for i in used) if used else "no run length"
         n = f"{width} seeds; {label}"
         if len(used) < 2:
-            nan = float("nan")
             print("b1: fewer than two run lengths where decay acts: no slope")
-            record("b1", "d log2 lambda* / d log2 T (raw)", nan, nan, nan, "no slope: decay acts at < 2 run lengths", n)
-            record("b1", "d log2 lambda_norm* / d log2 T", nan, nan, nan, "no slope: decay acts at < 2 run lengths", n)
+            s = {"slope": math.nan, "lo": math.nan, "hi": math.nan}
+            raw = norm = "no slope: decay acts at < 2 run lengths"
         else:
             s = run_length_slope([lengths[i] for i in used], decays, seed_values[used])
             edge = " (an optimum at the grid edge)" if s["edge"] else ""
             optima = ", ".join(f"T = {lengths[i]:g}: log2 lambda* {s[f'log2_opt_T{lengths[i]:g}']:.2f}" for i in used)
             print(f"b1 optima: {optima}{edge}")
             raw = "raw optimum moves" if s["lo"] > 0 or s["hi"] < 0 else "raw optimum does not move"
-            record("b1", "d log2 lambda* / d log2 T (raw)", s["slope"], s["lo"], s["hi"], raw, n)
-            lo, hi, slope = (s[k] + NORM_SLOPE_OFFSET for k in ("lo", "hi", "slope"))
+            lo, hi = s["lo"] + NORM_SLOPE_OFFSET, s["hi"] + NORM_SLOPE_OFFSET
             norm = ("normalized optimum stays put" if lo <= 0 <= hi and hi - lo <= DECOUPLED_MAX_WIDTH
                     else "normalized optimum moves" if lo > 0 or hi < 0 else "interval too wide to tell")
-            record("b1", "d log2 lambda_norm* / d log2 T", slope, lo, hi, norm, n)
+        record("b1", "d log2 lambda* / d log2 T (raw)", s["slope"], s["lo"], s["hi"], raw, n)
+        lo, hi, slope = (s[k] + NORM_SLOPE_OFFSET for k in ("lo", "hi", "slope"))
+        record("b1", "d log2 lambda_norm* / d log2 T", slope, lo, hi, norm, n)
 
     with (args.out / "suite_summary.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["claim", "measure", "value", "lo", "hi", "seeds", "verdict"])
