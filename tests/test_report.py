@@ -11,14 +11,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
-from wdlab.experiments.report import (
-    coupling,
-    heatmaps_from_table,
-    plot_anytime_curves,
-    plot_heatmaps,
-    plot_learning_curves,
-    write_sweep_report,
-)
+from wdlab.experiments.coupling import coupling
+from wdlab.experiments.heatmaps import heatmaps_from_table
+from wdlab.experiments.plots import plot_anytime_curves, plot_heatmaps, plot_learning_curves
+from wdlab.experiments.report import write_sweep_report
 from wdlab.experiments.results import find_runs, read_scalars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,9 +42,11 @@ def decoupled(log_lr: float, log_decay: float) -> float:
 def test_coupled_table_gives_slope_minus_one_and_negative_correlation() -> None:
     stats = coupling(*_table(coupled), top_k=10)
     # per row the best decay is 2^(-14 - log2 lr) wherever that lies on the grid: slope -1 exactly
-    # over the rows where it does (all 7 here: -14 - (-8..-2) = -6..-12)
+    # over the rows where it does (-14 - (-8..-2) = -6..-12); the two rows whose optimum is at the
+    # edge of the decay grid (lr 2^-8 and 2^-2) are censored: 5 rows
     assert stats.slope == pytest.approx(-1.0)
-    assert stats.rows == 7
+    assert stats.rows == 5
+    assert [s.censored for s in stats.statuses if not s.used] == ["optimum at the grid edge"] * 2
     assert stats.correlation < -0.9
     assert stats.top_k == 10
 
@@ -66,7 +64,7 @@ def test_coupling_ignores_failed_cells_and_zero_decay() -> None:
     # a decay-0 column that would otherwise be the best everywhere: it has no log2 and is left out
     stats_without = coupling(lrs, decays, values)
     stats_with = coupling([*lrs], [0.0, *decays], np.column_stack([np.zeros(len(lrs)), values]))
-    assert stats_without.rows == 6
+    assert stats_without.rows == 4  # lr 2^-8 diverged; 2^-2 at the edge; 2^-5 next to the failed cell
     assert stats_with.slope == pytest.approx(stats_without.slope)
     assert stats_with.correlation == pytest.approx(stats_without.correlation)
 
@@ -79,7 +77,7 @@ def test_coupling_is_nan_when_undefined() -> None:
         coupling([0.1, 0.2], [1e-3], np.zeros((1, 1)))
 
 
-def _rows(optimizer: str, error, seeds: int = 2) -> list[dict[str, str]]:
+def _rows(optimizer: str, error, seeds: int = 3) -> list[dict[str, str]]:
     rows = []
     for a in LOG2_LRS:
         for d in LOG2_DECAYS:
@@ -90,8 +88,8 @@ def _rows(optimizer: str, error, seeds: int = 2) -> list[dict[str, str]]:
                     "seed": str(seed),
                     "optimizer": optimizer,
                     "state": "complete",
-                    # seed noise that averages out exactly
-                    "final_test_err": repr(float(error(a, d)) + (0.002 if seed else -0.002)),
+                    # seed noise that averages out exactly over 2 or 3 seeds
+                    "final_test_err": repr(float(error(a, d)) + ((-0.002, 0.002, 0.0)[seed] if seeds > 1 else 0.0)),
                     "best_test_err": "",
                     "final_train_loss": "0.1",
                 })
@@ -100,13 +98,15 @@ def _rows(optimizer: str, error, seeds: int = 2) -> list[dict[str, str]]:
 
 def test_heatmaps_from_table_one_panel_per_optimizer_mean_over_seeds() -> None:
     rows = _rows("sgd", coupled) + _rows("sgdw", decoupled)
-    rows[0]["state"] = "failed"  # lr 2^-8, decay 2^-12, seed 0: only seed 1 counts
+    rows[0]["state"] = "failed"  # lr 2^-8, decay 2^-12, seed 0: only seeds 1 and 2 count
     heatmaps = heatmaps_from_table(rows)
     assert [h.title for h in heatmaps] == ["sgd", "sgdw"]
     sgd, sgdw = heatmaps
-    assert sgd.lrs == tuple(2.0**e for e in LOG2_LRS) and sgd.seeds == 2
+    assert sgd.lrs == tuple(2.0**e for e in LOG2_LRS) and sgd.seeds == 3
+    assert sgd.seed_ids == (0, 1, 2)
     assert sgd.values[1, 1] == pytest.approx(coupled(-7, -11))
-    assert sgd.values[0, 0] == pytest.approx(coupled(-8, -12) + 0.002)
+    assert sgd.values[0, 0] == pytest.approx(coupled(-8, -12) + 0.001)
+    assert math.isnan(sgd.seed_values[0, 0, 0]) and sgd.seed_values[0, 0, 1] == pytest.approx(coupled(-8, -12) + 0.002)
     assert sgd.coupling().slope == pytest.approx(-1.0)
     assert sgdw.coupling().slope == pytest.approx(0.0)
 
@@ -152,8 +152,8 @@ def test_report_command_on_sweep_dirs(tmp_path: Path, capsys) -> None:
     _write_csv(tmp_path / "sgd", _rows("sgd", coupled))
     assert main(["report", str(tmp_path / "sgd"), "--out", str(tmp_path / "out"), "--top", "5"]) == 0
     out = capsys.readouterr().out
-    assert "sgd: coupling slope -1.00 (7 lr rows), top-5 correlation" in out
-    assert "verdict (L2): shows coupling" in out
+    assert "sgd: coupling slope -1.00 (5 of 7 lr rows used), top-5 correlation" in out
+    assert "verdict (L2, margin 0.5): coupled; as the paper" in out
     assert (tmp_path / "out" / "heatmap.png").is_file()
 
 

@@ -2,7 +2,8 @@
 
 Every table is written as a real ``results.csv`` (``write_results``) and read back by the real
 ``wdlab report`` command (``wdlab.cli.main``): per-row optimum log2 lambda* (parabola), the slope and
-its bootstrap interval over seeds, the verdict, the basin, the headroom and ``coupling.csv``.
+its intervals over seeds, the verdict, the basin, the headroom and ``coupling.csv``. The rules that
+decide which rows enter and the verdicts' margins are tested in ``test_report_rules.py``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
-from wdlab.experiments.report import (
+from wdlab.experiments.coupling import (
     BOOTSTRAP_RESAMPLES,
     basin_mask,
     basin_outline,
-    bootstrap_slopes,
-    decay_type_of,
-    heatmaps_from_table,
-    plot_heatmaps,
-    verdict,
+    classify,
+    whole_seed_bootstrap_slopes,
 )
+from wdlab.experiments.heatmaps import decay_type_of, heatmaps_from_table
+from wdlab.experiments.plots import plot_heatmaps
 from wdlab.experiments.results import read_results, write_results
 
 GRID = ["model.optimizer.lr", "model.optimizer.weight_decay"]
@@ -105,8 +105,8 @@ def test_noiseless_diagonal_basin_gives_slope_minus_one_with_a_tight_interval(tm
     lo, hi = float(row["slope_lo"]), float(row["slope_hi"])
     assert lo <= -1.0 <= hi and hi - lo < 0.1
     assert int(row["seeds"]) == 3 and int(row["resamples"]) >= 1000
-    assert row["decay_type"] == "L2" and row["verdict"] == "shows coupling"
-    assert "verdict (L2): shows coupling" in printed
+    assert row["decay_type"] == "L2" and row["verdict"] == "coupled" and row["outcome"] == "as the paper"
+    assert "verdict (L2, margin 0.5): coupled; as the paper" in printed
 
 
 def test_axis_aligned_basin_gives_slope_zero_with_a_tight_interval(tmp_path: Path, capsys) -> None:
@@ -115,15 +115,16 @@ def test_axis_aligned_basin_gives_slope_zero_with_a_tight_interval(tmp_path: Pat
     assert float(row["slope"]) == pytest.approx(0.0, abs=1e-3)
     lo, hi = float(row["slope_lo"]), float(row["slope_hi"])
     assert lo <= 0.0 <= hi and hi - lo < 0.1
-    assert row["decay_type"] == "decoupled" and row["verdict"] == "shows decoupling"
-    assert "verdict (decoupled): shows decoupling" in printed
+    assert row["decay_type"] == "decoupled" and row["verdict"] == "decoupled"
+    assert "verdict (decoupled, margin 0.5): decoupled; as the paper" in printed
 
 
 def test_noisy_argmin_slope_of_minus_one_has_an_interval_that_honestly_covers_zero(tmp_path: Path, capsys) -> None:
     """Two seeds 10 points apart around cell means whose argmin lies exactly on the diagonal.
 
     The means alone say slope -1; the seeds say the diagonal is 0.2 points deep against a 5-point
-    seed noise, so the interval must reach 0 and an L2 panel must not be called coupled.
+    seed noise, so the interval must reach 0 and an L2 panel must not be called coupled (two seeds
+    are also fewer than the three a verdict needs).
     """
 
     def shallow(a: float, d: float | None) -> float:
@@ -136,23 +137,28 @@ def test_noisy_argmin_slope_of_minus_one_has_an_interval_that_honestly_covers_ze
     noisy, clean = (report([tmp_path / n], tmp_path / f"out_{n}", capsys)[0][0] for n in ("noisy", "clean"))
     assert float(noisy["argmin_slope"]) == pytest.approx(-1.0)
     assert float(noisy["slope"]) == pytest.approx(-1.0, abs=1e-3)
-    assert float(noisy["slope_lo"]) < -1.0 < 0.0 < float(noisy["slope_hi"])
-    assert noisy["verdict"] == "no coupling: interval not below -0.5"
-    # the same means without seed noise: the same slope, now shown
-    assert float(clean["slope_hi"]) < -0.5 and clean["verdict"] == "shows coupling"
+    # two seeds give the whole-seed bootstrap three distinct tables: its interval spans their slopes
+    for kind in ("per_seed_t", "per_cell"):
+        assert float(noisy[f"{kind}_lo"]) < -1.0 < 0.0 < float(noisy[f"{kind}_hi"]), kind
+    assert float(noisy["slope_hi"]) - float(noisy["slope_lo"]) > 0.2
+    assert noisy["verdict"] == "undecided: 2 seeds, fewer than 3"
+    # the same means without seed noise: the same slope, now with tight intervals (still 2 seeds)
+    assert float(clean["slope_hi"]) < -0.5 and float(clean["per_cell_hi"]) < -0.5
+    assert clean["verdict"] == "undecided: 2 seeds, fewer than 3"
 
 
 def test_bootstrap_is_reproducible_and_resamples_seeds(tmp_path: Path, capsys) -> None:
-    write_sweep(tmp_path / "adam", "adam", diagonal, seeds=2, spread=0.03)
+    signs = np.random.default_rng(7).choice([-1.0, 1.0], size=(len(LOG2_LRS), len(LOG2_DECAYS), 4))
+    write_sweep(tmp_path / "adam", "adam", diagonal, seeds=4, spread=lambda i, j, seed: 0.03 * signs[i, j, seed])
     first, _, _ = report([tmp_path / "adam"], tmp_path / "a", capsys)
     second, _, _ = report([tmp_path / "adam"], tmp_path / "b", capsys)
     assert first == second  # fixed RNG: the same interval every time
     (heatmap,) = heatmaps_from_table(read_results(tmp_path / "adam"))
-    slopes = bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values)
+    slopes = whole_seed_bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values)
     assert slopes.shape == (BOOTSTRAP_RESAMPLES,) and BOOTSTRAP_RESAMPLES >= 1000
-    assert np.array_equal(slopes, bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values))
+    assert np.array_equal(slopes, whole_seed_bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values))
     assert np.std(slopes) > 0.01  # the resamples differ: seeds are drawn, not the means reused
-    other = bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values, rng_seed=1)
+    other = whole_seed_bootstrap_slopes(heatmap.lrs, heatmap.decays, heatmap.seed_values, rng_seed=1)
     assert not np.array_equal(slopes, other)
 
 
@@ -161,8 +167,8 @@ def test_one_seed_gives_no_interval_and_no_verdict(tmp_path: Path, capsys) -> No
     (row,), _, printed = report([tmp_path / "sgd"], tmp_path / "out", capsys)
     assert float(row["slope"]) == pytest.approx(-1.0, abs=1e-3)
     assert math.isnan(float(row["slope_lo"])) and math.isnan(float(row["slope_hi"]))
-    assert row["verdict"] == "undecided: no interval (one seed per cell)"
-    assert "no interval over 1 seed" in printed
+    assert row["verdict"] == "undecided: 1 seed, fewer than 3"
+    assert "95% whole-seed bootstrap: none (one seed)" in printed
 
 
 # -- the row optimum -----------------------------------------------------------------------------
@@ -335,37 +341,45 @@ def test_every_heatmap_draws_its_basin_and_a_readable_title(tmp_path: Path) -> N
         numbers = [t for t in ax.texts if t.get_text().replace(".", "").isdigit()]
         assert len(numbers) == np.isfinite(heatmap.values).sum()
         assert min(t.get_fontsize() for t in numbers) >= 8
-    assert "shows coupling" in panels[0].get_title()
-    assert "undecided: no interval (one seed per cell)" in panels[1].get_title()
+    assert "coupled" in panels[0].get_title().splitlines()[-1]
+    assert "undecided: 0 usable lr rows, fewer than 3" in panels[1].get_title()
 
 
 # -- verdict, decay type, coupling.csv -----------------------------------------------------------
 @pytest.mark.parametrize(
-    ("decay", "lo", "hi", "expected"),
+    ("lo", "hi", "expected"),
     [
-        ("L2", -1.2, -0.51, "shows coupling"),
-        ("L2", -1.2, -0.5, "no coupling: interval not below -0.5"),
-        ("L2", -1.2, 0.1, "no coupling: interval not below -0.5"),
-        ("decoupled", -0.5, 0.5, "shows decoupling"),
-        ("decoupled", 0.0, 0.2, "shows decoupling"),
-        ("decoupled", -0.5, 0.51, "no decoupling: interval too wide"),
-        ("decoupled", 0.05, 0.6, "no decoupling: interval excludes 0"),
-        ("decoupled", -0.9, -0.01, "no decoupling: interval excludes 0"),
-        ("decoupled", 0.1, 1.5, "no decoupling: interval excludes 0; interval too wide"),
-        ("decoupled", math.nan, math.nan, "undecided: no interval (undefined)"),
-        ("", -1.2, -0.9, "undecided: unknown decay type (name the optimizer with --coupled or --decoupled)"),
+        (-1.2, -0.51, "coupled"),
+        (-1.2, -0.5, "undecided: interval straddles -0.5"),
+        (-1.2, 0.1, "undecided: interval straddles -0.5"),
+        (-0.49, 0.49, "decoupled"),
+        (0.0, 0.2, "decoupled"),
+        (-0.5, 0.2, "undecided: interval straddles -0.5"),  # the old rule's "decoupled" at -0.49 no longer passes
+        (-0.4, 0.51, "undecided: interval straddles +0.5"),
+        (-0.6, 0.6, "undecided: interval straddles -0.5; interval straddles +0.5"),
+        (0.55, 0.9, "undecided: interval above +0.5 (the optimum rises with the lr)"),
+        (math.nan, math.nan, "undecided: no interval"),
     ],
 )
-def test_verdict_thresholds(decay: str, lo: float, hi: float, expected: str) -> None:
-    assert verdict(decay, lo, hi) == expected
+def test_verdict_thresholds(lo: float, hi: float, expected: str) -> None:
+    assert classify(lo, hi) == expected
+    assert classify(lo - 0.3, hi - 0.3, margin=0.8).startswith(("coupled", "decoupled", "undecided"))
 
 
-def test_decay_type_from_the_table_the_registry_and_the_flags() -> None:
+def test_verdict_margin_is_the_given_one() -> None:
+    assert classify(-0.7, 0.7, margin=0.75) == "decoupled"
+    assert classify(-0.7, 0.7, margin=0.5).startswith("undecided")
+    assert classify(-1.2, -0.6, margin=0.75) == "undecided: interval straddles -0.75"
+
+
+def test_decay_type_from_the_table_the_paper_names_and_the_flags() -> None:
     assert [decay_type_of(name) for name in ("adam", "sgd")] == ["L2", "L2"]
     assert {decay_type_of(name) for name in ("adamw", "sgdw", "adamwr", "sgdwr")} == {"decoupled"}
     assert decay_type_of("lookaheadw") == ""  # never guessed from a name ending in "w"
+    assert decay_type_of("lookaheadw", recorded="1") == "decoupled"  # what the cell recorded
+    assert decay_type_of("adamw", recorded="0") == "L2"  # the record wins over the paper's names
     assert decay_type_of("lookaheadw", decoupled=["lookaheadw"]) == "decoupled"
-    assert decay_type_of("adamw", coupled=["adamw"]) == "L2"  # the flags win
+    assert decay_type_of("adamw", recorded="1", coupled=["adamw"]) == "L2"  # the flags win
     assert decay_type_of("") == ""
 
 
@@ -376,31 +390,35 @@ def test_coupling_csv_columns_and_verdicts(tmp_path: Path, capsys) -> None:
         return 0.20 + 0.01 * (d + 9 - 0.6 * (a + 5)) ** 2
 
     write_sweep(tmp_path / "adamw", "adamw", drifting, spread=0.0005)
-    signs = np.random.default_rng(5).choice([-1.0, 1.0], size=(len(LOG2_LRS), len(LOG2_DECAYS)))
-    write_sweep(tmp_path / "sgdw", "sgdw", lambda a, d: 0.30 + 0.001 * (d + 9) ** 2, seeds=2,
-                spread=lambda i, j, seed: 0.05 * signs[i, j] * (1 if seed else -1))  # fmt: skip
+    signs = np.random.default_rng(5).choice([-1.0, 1.0], size=(len(LOG2_LRS), len(LOG2_DECAYS), 4))
+    write_sweep(tmp_path / "sgdw", "sgdw", lambda a, d: 0.30 + 0.001 * (d + 9) ** 2, seeds=4,
+                spread=lambda i, j, seed: 0.05 * signs[i, j, seed])  # fmt: skip
     write_sweep(tmp_path / "custom", "lion", diagonal, spread=0.0005)
     paths = [tmp_path / n for n in ("sgd", "adamw", "sgdw", "custom")]
     rows, _, printed = report(paths, tmp_path / "out", capsys)
     with (tmp_path / "out" / "coupling.csv").open() as handle:
         header = next(csv.reader(handle))
     assert header[: len(ORIGINAL_COLUMNS)] == ORIGINAL_COLUMNS  # the old columns stay first, in order
-    assert {"slope_lo", "slope_hi", "seeds", "headroom", "verdict", "argmin_slope", "edge_rows"} <= set(header)
+    assert {"slope_lo", "slope_hi", "seeds", "headroom", "verdict", "argmin_slope", "edge_rows", "interval",
+            "per_seed_t_lo", "per_cell_hi", "fragile", "outcome", "rows_used", "rows_censored"} <= set(header)
     by_panel = {row["panel"]: row for row in rows}
-    assert by_panel["sgd"]["verdict"] == "shows coupling"
-    assert by_panel["adamw"]["verdict"] == "no decoupling: interval excludes 0"
+    assert by_panel["sgd"]["verdict"] == "coupled" and by_panel["sgd"]["interval"] == "whole_seed"
+    assert by_panel["adamw"]["verdict"] == "undecided: interval above +0.5 (the optimum rises with the lr)"
+    assert by_panel["adamw"]["outcome"] == "undecided"
     assert float(by_panel["adamw"]["slope"]) == pytest.approx(0.6, abs=0.01)
-    assert by_panel["sgdw"]["verdict"].startswith("no decoupling:") and "interval too wide" in (
-        by_panel["sgdw"]["verdict"]
-    )
+    assert by_panel["sgdw"]["verdict"].startswith("undecided: interval straddles")
     assert float(by_panel["sgdw"]["slope_hi"]) - float(by_panel["sgdw"]["slope_lo"]) > 1.0
-    assert by_panel["lion"]["decay_type"] == "" and by_panel["lion"]["verdict"].startswith("undecided: unknown")
-    assert [int(by_panel[p]["seeds"]) for p in ("sgd", "adamw", "sgdw", "lion")] == [3, 3, 2, 3]
+    # an optimizer the table does not name: the verdict describes the data, the outcome needs the type
+    assert by_panel["lion"]["decay_type"] == "" and by_panel["lion"]["verdict"] == "coupled"
+    assert by_panel["lion"]["outcome"] == "undecided"
+    assert [int(by_panel[p]["seeds"]) for p in ("sgd", "adamw", "sgdw", "lion")] == [3, 3, 4, 3]
     for panel, row in by_panel.items():
-        assert f"verdict ({row['decay_type'] or 'decay type unknown'}): {row['verdict']}" in printed, panel
+        assert f"verdict ({row['decay_type'] or 'decay type unknown'}, margin 0.5): {row['verdict']}" in printed, (
+            panel
+        )
     # the user names the unknown optimizer's decay type
     rows, _, printed = report(paths, tmp_path / "out2", capsys, "--coupled", "lion")
-    assert {r["panel"]: r for r in rows}["lion"]["verdict"] == "shows coupling"
+    assert {r["panel"]: r for r in rows}["lion"]["outcome"] == "as the paper"
 
 
 def test_report_rejects_an_optimizer_named_both_coupled_and_decoupled(tmp_path: Path, capsys) -> None:

@@ -43,7 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wdlab.experiments.report import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_slopes, row_optima
+from wdlab.experiments.coupling import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    row_optima,
+)
+from wdlab.experiments.coupling import per_cell_bootstrap_slopes as bootstrap_slopes
 from wdlab.experiments.results import epoch_of_step, read_results, read_scalars
 
 LR, WD, WDN, EPOCHS = ("model.optimizer.lr", "model.optimizer.weight_decay", "model.optimizer.weight_decay_norm",

@@ -1,8 +1,9 @@
 """``wdlab report``: heatmaps with coupling statistics from sweeps and learning/anytime curves from runs.
 
 The library code is :mod:`wdlab.experiments.report`; this module parses the command line, prints one
-block per heatmap panel (slope with its bootstrap 95 % interval, argmin slope, headroom, basin, verdict)
-and reports bad input through :func:`wdlab.cli.errors.report_errors`.
+block per heatmap panel (:func:`~wdlab.experiments.report.describe_panel`: slope, its three intervals,
+the rows left out, headroom, basin, verdict) and one line per family pair, and reports bad input
+through :func:`wdlab.cli.errors.report_errors`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
+from wdlab.experiments.coupling import Rules
+from wdlab.experiments.heatmaps import BASIN_POINTS
 from wdlab.experiments.report import (
-    BASIN_POINTS,
     COUPLING_CSV,
     HEATMAP_PNG,
     OPTIMA_CSV,
+    PAIRS_CSV,
+    describe_pair,
+    describe_panel,
     write_curves_report,
     write_sweep_report,
 )
@@ -41,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Heatmaps from sweeps (one panel per optimizer, with the basin, the per-row optimum decay, "
-        "the coupling slope with a bootstrap 95 percent interval over seeds, and a verdict) and learning/anytime "
-        "curves from runs, as PNGs and TensorBoard images.",
+        "the coupling slope with 95 percent intervals that resample whole seeds, per-seed slopes and per-cell "
+        "seeds, and a verdict with an equivalence margin; the paired difference of each decoupled panel and "
+        "the L2 panel of its family) and learning/anytime curves from runs, as PNGs and TensorBoard images.",
     )
+    defaults = Rules()
     parser.add_argument("paths", nargs="+", help="sweep directories (with results.csv) and/or directories of runs")
     parser.add_argument("--out", help="output directory (default: the first path's report/ folder)")
     parser.add_argument(
@@ -54,13 +61,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decay_key", help="weight-decay column (default: the grid column ending in 'weight_decay')")
     parser.add_argument(
         "--coupled", action="append", default=[], metavar="OPTIMIZER[,...]",
-        help="optimizer names (results.csv's optimizer column) whose decay is L2, for the verdict; "
-        "adam and sgd are known, as is every registry entry",
+        help="optimizer names (results.csv's optimizer column) whose decay is L2, for the verdict; needed only "
+        "where results.csv has no decoupled column (sweeps before wdlab recorded it); adam and sgd are known",
     )  # fmt: skip
     parser.add_argument(
         "--decoupled", action="append", default=[], metavar="OPTIMIZER[,...]",
-        help="optimizer names whose decay is decoupled, for the verdict; adamw, sgdw, adamwr, sgdwr are known",
+        help="optimizer names whose decay is decoupled, for the verdict (as --coupled); adamw, sgdw, adamwr, "
+        "sgdwr are known",
     )  # fmt: skip
+    parser.add_argument(
+        "--pair", action="append", default=[], metavar="DECOUPLED=L2",
+        help="compare the panel of optimizer DECOUPLED with that of L2 seed by seed (pairs.csv); sgdw=sgd and "
+        "adamw=adam are built in",
+    )  # fmt: skip
+    parser.add_argument("--margin", type=float, default=defaults.margin,
+                        help="equivalence margin m on the slope: decoupled inside (-m, +m), coupled below -m "
+                        "(default %(default)g)")
+    parser.add_argument("--health_loss_ratio", type=float, default=defaults.health_loss_ratio,
+                        help="a row enters the slope when its decay-0 cell's final training loss is at most this "
+                        "times the panel's lowest (default %(default)g)")
+    parser.add_argument("--health_seed_spread", type=float, default=100 * defaults.health_seed_spread,
+                        metavar="POINTS", help="... and its decay-0 seeds lie within POINTS percentage points "
+                        "(default %(default)g)")
+    parser.add_argument("--collapse", type=float, default=100 * defaults.collapse, metavar="POINTS",
+                        help="a row optimum next to a cell POINTS worse than the row's best is censored "
+                        "(default %(default)g)")
+    parser.add_argument("--min_rows", type=int, default=defaults.min_rows,
+                        help="fewer usable lr rows: undecided (default %(default)s)")
+    parser.add_argument("--min_seeds", type=int, default=defaults.min_seeds,
+                        help="fewer seeds: undecided (default %(default)s)")
     parser.add_argument(
         "--basin_margin", type=float, default=BASIN_POINTS, metavar="POINTS",
         help="the basin: cells within max(POINTS percentage points, 2 standard errors of the best cell) of the "
@@ -78,10 +107,6 @@ def _names(values: Sequence[str]) -> set[str]:
     return {name.strip() for value in values for name in value.split(",") if name.strip()}
 
 
-def _number(value: float, digits: int = 2) -> str:
-    return f"{value:+.{digits}f}" if math.isfinite(value) else "n/a"
-
-
 def _report(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise _InputError("--top must be at least 1")
@@ -90,6 +115,18 @@ def _report(args: argparse.Namespace) -> int:
     coupled, decoupled = _names(args.coupled), _names(args.decoupled)
     if coupled & decoupled:
         raise _InputError(f"{', '.join(sorted(coupled & decoupled))} named both --coupled and --decoupled")
+    try:
+        rules = Rules(margin=args.margin, health_loss_ratio=args.health_loss_ratio,
+                      health_seed_spread=args.health_seed_spread / 100, collapse=args.collapse / 100,
+                      min_rows=args.min_rows, min_seeds=args.min_seeds)
+    except ValueError as error:
+        raise _InputError(f"--{str(error).split()[0]}: {error}") from None
+    families = {}
+    for pair in args.pair:
+        left, sep, right = pair.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise _InputError(f"--pair {pair!r}: write it as DECOUPLED=L2, e.g. --pair lionw=lion")
+        families[left.strip()] = right.strip()
     sweeps, runs = [], []
     for raw in args.paths:
         path = Path(raw)
@@ -105,22 +142,14 @@ def _report(args: argparse.Namespace) -> int:
     first = Path(args.paths[0])
     out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / REPORT_DIR
     if sweeps:
-        results = write_sweep_report(sweeps, out, args.metric, args.top, args.lr_key, args.decay_key,
-                                     coupled=coupled, decoupled=decoupled, basin_points=args.basin_margin)
-        for heatmap, stats in results:
-            interval = (f"95% interval [{_number(stats.slope_lo)}, {_number(stats.slope_hi)}]"
-                        if math.isfinite(stats.slope_lo) else "no interval")
-            units = " pp" if heatmap.scale == 100 else ""
-            headroom = heatmap.headroom()
-            print(f"{heatmap.title}: coupling slope {stats.slope:+.2f} ({stats.rows} lr rows), "
-                  f"top-{stats.top_k} correlation {_number(stats.correlation)}, {interval} over {stats.seeds} "
-                  f"seed{'s' if stats.seeds != 1 else ''}")
-            print(f"  argmin slope {stats.argmin_slope:+.2f}, {stats.edge_rows} edge rows, headroom "
-                  f"{f'{headroom:+.2f}{units}' if math.isfinite(headroom) else 'n/a (no decay-0 column)'}, "
-                  f"basin {int(heatmap.basin(args.basin_margin).sum())} cells within "
-                  f"{heatmap.basin_margin(args.basin_margin) * heatmap.scale:.2f}{units} of the best")
-            print(f"  verdict ({stats.decay_type or 'decay type unknown'}): {stats.verdict}")
-        print(f"wrote {out / HEATMAP_PNG}, {out / COUPLING_CSV} and {out / OPTIMA_CSV}")
+        report = write_sweep_report(sweeps, out, args.metric, args.top, args.lr_key, args.decay_key,
+                                    coupled=coupled, decoupled=decoupled, basin_points=args.basin_margin,
+                                    rules=rules, families=families)
+        for heatmap, stats in report.panels:
+            print("\n".join(describe_panel(heatmap, stats, args.basin_margin)))
+        for pair in report.pairs:
+            print(describe_pair(pair))
+        print(f"wrote {out / HEATMAP_PNG}, {out / COUPLING_CSV}, {out / OPTIMA_CSV} and {out / PAIRS_CSV}")
     if runs:
         for path in write_curves_report(runs, out):
             print(f"wrote {path}")
