@@ -39,7 +39,13 @@ DATA = {
         {"batch_size": 32, "num_train": 1000, "num_test": 1000, "seed": 0, "channels_last": True},
     ),
     "quickstart": ("wdlab.data.BuiltinDataModule", {"batch_size": 128, "seed": 0, "channels_last": True}),
+    "fashion_mnist": (
+        "wdlab.data.FashionMNISTDataModule", {"root": "/usr/share/datasets/fashion-mnist", "batch_size": 128}
+    ),
+    "mnist": ("wdlab.data.MNISTDataModule", {"root": "data/mnist", "batch_size": 128}),
 }
+#: Data components no experiment config names yet: given on the command line (``--data configs/data/X.yaml``).
+COMMAND_LINE_DATA = ("fashion_mnist", "mnist")
 
 # config -> (net, data, logger save_dir, logger name = the run directory <save_dir>/<name>, optimizer, max_epochs)
 EXPECTED = {
@@ -95,11 +101,11 @@ def _experiment_configs() -> list[str]:
     )
 
 
-def resolve(config: str | Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    """``wdlab fit --config CONFIG --print_config``, in-process, as a dict."""
+def resolve(config: str | Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
+    """``wdlab fit --config CONFIG [EXTRA...] --print_config``, in-process, as a dict."""
     capsys.readouterr()
     try:
-        code = main(["fit", "--config", str(config), "--print_config"])
+        code = main(["fit", "--config", str(config), *extra, "--print_config"])
     except SystemExit as exit_info:
         code = exit_info.code
     captured = capsys.readouterr()
@@ -111,6 +117,7 @@ def test_every_experiment_config_is_listed_and_every_component_is_used():
     assert _experiment_configs() == sorted(EXPECTED)
     raw = [yaml.safe_load((CONFIGS / name).read_text()) for name in EXPECTED if name not in SELF_CONTAINED]
     named = {config["model"]["net"] for config in raw} | {config["data"] for config in raw}
+    named |= {f"../data/{name}.yaml" for name in COMMAND_LINE_DATA}
     components = {f"../{p.parent.name}/{p.name}" for d in COMPONENT_DIRS for p in (CONFIGS / d).glob("*.yaml")}
     assert components and components <= named, f"unused components: {sorted(components - named)}"
 
@@ -151,6 +158,15 @@ def test_experiment_config_resolves_to_its_components(name, capsys):
         assert raw["sweep"]["grid"] and config["sweep"] == raw["sweep"]
     else:
         assert "sweep" not in raw and config["sweep"] is None
+
+
+@pytest.mark.parametrize("data", COMMAND_LINE_DATA)
+def test_a_data_component_on_the_command_line_replaces_the_quickstart_data(data, capsys):
+    config = resolve(CONFIGS / "quickstart.yaml", capsys, "--data", str(CONFIGS / "data" / f"{data}.yaml"))
+    data_class, data_args = DATA[data]
+    assert config["data"]["class_path"] == data_class
+    assert {k: config["data"]["init_args"][k] for k in data_args} == data_args
+    assert config["data"]["init_args"]["channels_last"] is True  # the quickstart's setting is carried over
 
 
 def test_component_paths_are_relative_to_the_config_not_the_working_directory(tmp_path, monkeypatch, capsys):

@@ -327,7 +327,7 @@ def test_device_eval_loader_shards_like_lightnings_distributed_sampler():
 
 
 def test_automatic_placement_needs_cuda_and_room(monkeypatch):
-    import wdlab.data.modules as modules
+    import wdlab.data.device as device_module
 
     def attach(dm, device):
         dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1,
@@ -338,9 +338,9 @@ def test_automatic_placement_needs_cuda_and_room(monkeypatch):
     assert not isinstance(dm.train_dataloader(), DeviceBatchLoader) and dm.data_on_device is False
     assert dm.train_dataloader().pin_memory is False
     # a (pretend) CUDA trainer: on the device if it fits, else pinned host batches
-    monkeypatch.setattr(modules, "to_device", lambda array, device: torch.as_tensor(array))
+    monkeypatch.setattr(device_module, "to_device", lambda array, device: torch.as_tensor(array))
     for fits in (True, False):
-        monkeypatch.setattr(modules, "fits_on_device", lambda nbytes, device, fits=fits: fits)
+        monkeypatch.setattr(device_module, "fits_on_device", lambda nbytes, device, fits=fits: fits)
         dm = BuiltinDataModule(batch_size=8, num_train=40, num_test=20)
         attach(dm, "cuda")
         loader = dm.train_dataloader()

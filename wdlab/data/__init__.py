@@ -1,6 +1,6 @@
-"""Datasets for wdlab: CIFAR-10, ImageNet32x32 and a built-in synthetic dataset.
+"""Datasets for wdlab: CIFAR-10, ImageNet32x32, MNIST, Fashion-MNIST and a built-in synthetic dataset.
 
-The readers (:mod:`~wdlab.data.cifar`, :mod:`~wdlab.data.imagenet32`), the generator
+The readers (:mod:`~wdlab.data.cifar`, :mod:`~wdlab.data.imagenet32`, :mod:`~wdlab.data.mnist`), the generator
 (:mod:`~wdlab.data.builtin`) and the batched augmentation (:mod:`~wdlab.data.augment`) are plain
 numpy/torch; only :mod:`~wdlab.data.modules` knows about Lightning. Nothing is ever downloaded:
 a missing or broken dataset raises :class:`DatasetError` with a one-line explanation.
@@ -23,8 +23,9 @@ from wdlab.data.imagenet32 import (
     load_imagenet32_cache,
     read_imagenet32_file,
 )
+from wdlab.data.mnist import MNISTArrays, find_mnist, load_mnist, read_idx_images, read_idx_labels, to_rgb32
 from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader
-from wdlab.data.tensors import BatchTensorDataset, collate_batch
+from wdlab.data.tensors import BatchTensorDataset, DatasetArrays, collate_batch
 
 __all__ = [
     "BatchTensorDataset",
@@ -32,29 +33,52 @@ __all__ = [
     "BuiltinSpec",
     "CIFAR10DataModule",
     "CIFARArrays",
+    "DatasetArrays",
     "DatasetError",
     "EpochShuffleSampler",
+    "FashionMNISTDataModule",
     "ImageDataModule",
     "ImageNet32Cache",
     "ImageNet32DataModule",
+    "MNISTArrays",
+    "MNISTDataModule",
     "ResumableDataLoader",
     "build_imagenet32_cache",
     "channel_stats",
     "collate_batch",
     "find_cifar10",
     "find_imagenet32",
+    "find_mnist",
     "load_cifar10",
     "load_imagenet32_cache",
+    "load_mnist",
     "make_builtin_dataset",
     "normalize",
     "random_crop_flip",
+    "read_idx_images",
+    "read_idx_labels",
     "read_imagenet32_file",
+    "to_rgb32",
 ]
 
-_LAZY = {"BuiltinDataModule", "CIFAR10DataModule", "ImageDataModule", "ImageNet32DataModule"}
+_LAZY = {
+    "BuiltinDataModule",
+    "CIFAR10DataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "ImageNet32DataModule",
+    "MNISTDataModule",
+}
 
 if TYPE_CHECKING:
-    from wdlab.data.modules import BuiltinDataModule, CIFAR10DataModule, ImageDataModule, ImageNet32DataModule
+    from wdlab.data.modules import (
+        BuiltinDataModule,
+        CIFAR10DataModule,
+        FashionMNISTDataModule,
+        ImageDataModule,
+        ImageNet32DataModule,
+        MNISTDataModule,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Device-resident datasets: the airbench data path (design.md §4). No Lightning imports here.
+"""Device-resident datasets: the airbench data path. No Lightning imports here.
 
 The whole uint8 image tensor and the labels are copied to the GPU once; a batch is then one
 ``index_select`` on the device, so loading costs no host work, no host-to-device copy and no
@@ -8,27 +8,30 @@ host synchronisation per step. The order comes from the very same samplers as th
 copied to the device in one transfer: the same images in the same batches as
 :class:`~wdlab.data.sampling.ResumableDataLoader`, with the same resume position in checkpoints.
 
-CIFAR-10 (150 MB as uint8) and ImageNet32x32 (3.9 GB) fit on any current datacenter GPU; the
-datamodules fall back to pinned host memory when the data would take more than
-:data:`MAX_DEVICE_FRACTION` of the free device memory (:func:`fits_on_device`).
+Where the data lives is decided by :class:`DataPlacement` (the datamodules hold one): CIFAR-10
+(150 MB as uint8) and ImageNet32x32 (3.9 GB) fit on any current datacenter GPU; the automatic choice
+falls back to pinned host memory when the data would take more than :data:`MAX_DEVICE_FRACTION` of
+the free device memory (:func:`fits_on_device`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from wdlab._device import is_cuda
 from wdlab.data.sampling import EpochShuffleSampler, ServedBatches
 from wdlab.data.tensors import Batch, BatchTensorDataset
 
 __all__ = [
     "MAX_DEVICE_FRACTION",
+    "DataPlacement",
     "DeviceBatchLoader",
     "ResumableDeviceLoader",
     "fits_on_device",
@@ -43,7 +46,7 @@ MAX_DEVICE_FRACTION = 0.25
 
 def fits_on_device(nbytes: int, device: torch.device, fraction: float = MAX_DEVICE_FRACTION) -> bool:
     """Whether ``nbytes`` of data may be held on ``device`` (CUDA: at most ``fraction`` of its free memory)."""
-    if device.type != "cuda":
+    if not is_cuda(device):
         return True
     free, _total = torch.cuda.mem_get_info(device)
     return nbytes <= fraction * free
@@ -160,3 +163,71 @@ def total_nbytes(arrays: Sequence[Any]) -> int:
         else:
             seen[id(array)] = int(np.asarray(array).nbytes)
     return sum(seen.values())
+
+
+class DataPlacement:
+    """Where a datamodule's arrays live while its loaders serve them, and their copies on that device.
+
+    :meth:`resolve` decides once per ``owner`` (the trainer the loaders are built for), for all splits
+    together, so that the training and evaluation loaders of one run never disagree. ``on_device``:
+    ``True``, the trainer's device; ``False``, the host loader; ``None`` (automatic), the device only
+    when it is CUDA and the arrays fit (:func:`fits_on_device`), else the host loader with pinned batches.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the decision and the copies (the datamodule loaded new arrays)."""
+        self.device: torch.device | None = None
+        self._owner: object | None = None
+        # keyed by id(array): splits that share an array (a validation split) share its device copy
+        self._copies: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    @property
+    def data_on_device(self) -> bool | None:
+        """Whether the loaders serve batches from device-resident data; None until :meth:`resolve` decided."""
+        return None if self._owner is None else self.device is not None
+
+    def resolve(
+        self,
+        owner: object | None,
+        device: torch.device | None,
+        on_device: bool | None,
+        arrays: Sequence[Any],
+        note: Callable[[str], None] = print,
+    ) -> torch.device | None:
+        """The device holding the data for ``owner``'s loaders, or None (host loader).
+
+        ``device``: the trainer's device; ``arrays``: every array the loaders index (counted once each);
+        ``note`` receives the one-line reason when the automatic choice falls back to host memory.
+        Without an owner (a datamodule used outside a trainer, as ``wdlab ensemble`` does) it is None,
+        undecided.
+        """
+        if owner is None:
+            return None
+        if owner is self._owner:
+            return self.device
+        placement: torch.device | None = None
+        if device is not None and on_device is not False:
+            if on_device is True:
+                placement = device
+            elif is_cuda(device):
+                nbytes = total_nbytes(arrays)
+                if fits_on_device(nbytes, device):
+                    placement = device
+                else:
+                    note(
+                        f"wdlab: the dataset ({nbytes / 2**30:.1f} GiB) would take more than "
+                        f"{MAX_DEVICE_FRACTION:.0%} of the free memory of {device}: serving pinned batches from "
+                        "host memory instead (--data.on_device true forces the device)"
+                    )
+        self.device, self._owner = placement, owner
+        return placement
+
+    def copy(self, array: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+        """``array`` on ``device`` (:func:`to_device`), made once per array and device."""
+        key = (id(array), device)
+        if key not in self._copies:
+            self._copies[key] = to_device(array, device)
+        return self._copies[key]

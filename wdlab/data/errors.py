@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["CIFAR10_URL", "IMAGENET32_URL", "DatasetError"]
+__all__ = ["CIFAR10_URL", "FASHION_MNIST_URL", "IMAGENET32_URL", "MNIST_URL", "DatasetError"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGENET32_URL = "https://image-net.org/download-images (downsampled ImageNet 32x32)"
+MNIST_URL = "https://yann.lecun.com/exdb/mnist/"
+FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist"
 
 
 class DatasetError(ValueError):

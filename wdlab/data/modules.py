@@ -1,17 +1,19 @@
-"""LightningDataModules for CIFAR-10, ImageNet32x32 and the built-in synthetic dataset.
+"""LightningDataModules for CIFAR-10, ImageNet32x32, MNIST, Fashion-MNIST and the built-in synthetic dataset.
 
-All three share one airbench-style data path (design.md §4):
+All of them share one airbench-style data path (the in-memory, batched, on-device loading of Keller
+Jordan's airbench CIFAR-10 speedruns, here for every dataset):
 
 * the images live in memory as ONE uint8 ``(N, 3, 32, 32)`` tensor (a read-only numpy memmap for
   ImageNet32x32) and the labels as one int64 tensor; :class:`~wdlab.data.tensors.BatchTensorDataset`
   serves each batch with a single gather through ``__getitems__``, so a standard ``DataLoader``
   (which Lightning can still give a ``DistributedSampler`` under DDP) does no per-image Python work;
-* augmentation (4-pixel zero-pad random crop + horizontal flip, training batches only) and
-  normalization run batched on the device in :meth:`on_after_batch_transfer`;
+* augmentation (4-pixel zero-pad random crop + horizontal flip where flips preserve the label, training
+  batches only) and normalization run batched on the device in :meth:`on_after_batch_transfer`;
 * with ``on_device`` (automatic on CUDA) the arrays are copied to the GPU once and every batch is
-  gathered there (:mod:`wdlab.data.device`): no host work, no host-to-device copy and no host
-  synchronisation per step, the same batches in the same order; when the data would not fit, the
-  host loader serves pinned batches that Lightning copies asynchronously;
+  gathered there (:class:`~wdlab.data.device.DataPlacement` decides and holds the copies): no host
+  work, no host-to-device copy and no host synchronisation per step, the same batches in the same
+  order; when the data would not fit, the host loader serves pinned batches that Lightning copies
+  asynchronously;
 * the training order is a pure function of ``(seed, epoch)`` (:class:`~wdlab.data.sampling.EpochShuffleSampler`,
   a ``DistributedSampler`` that shards by rank under DDP) and the training loader
   (:class:`~wdlab.data.sampling.ResumableDataLoader`) saves its position in Lightning checkpoints, so a
@@ -23,6 +25,10 @@ Attributes read by the training module (valid after ``setup("fit")``; for the bu
 right after construction): ``num_classes``, ``num_train`` (training images actually used, after
 the validation split), ``batch_size`` (per device), ``mean`` / ``std`` (per channel, in units of
 [0, 1], from the full official training set).
+
+A subclass adds its own arguments and passes the shared ones through ``**kwargs``: jsonargparse follows
+``super().__init__(**kwargs)`` to this class's signature, so ``--help`` and ``--print_config`` list every
+``--data.*`` option with its type and default. The base class saves all of them as hyperparameters.
 """
 
 from __future__ import annotations
@@ -41,14 +47,7 @@ from wdlab.data._files import channel_stats
 from wdlab.data.augment import normalize, random_crop_flip
 from wdlab.data.builtin import BUILTIN_NUM_CLASSES, make_builtin_dataset
 from wdlab.data.cifar import find_cifar10, load_cifar10
-from wdlab.data.device import (
-    MAX_DEVICE_FRACTION,
-    DeviceBatchLoader,
-    ResumableDeviceLoader,
-    fits_on_device,
-    to_device,
-    total_nbytes,
-)
+from wdlab.data.device import DataPlacement, DeviceBatchLoader, ResumableDeviceLoader
 from wdlab.data.errors import DatasetError
 from wdlab.data.imagenet32 import (
     IMAGENET32_NUM_CLASSES,
@@ -57,11 +56,18 @@ from wdlab.data.imagenet32 import (
     imagenet32_cache_is_valid,
     load_imagenet32_cache,
 )
+from wdlab.data.mnist import MNIST_NUM_CLASSES, find_mnist, load_mnist, to_rgb32
 from wdlab.data.sampling import EpochShuffleSampler, ResumableDataLoader, seeded_generator
-from wdlab.data.tensors import BatchTensorDataset, collate_batch, split_indices
+from wdlab.data.tensors import BatchTensorDataset, DatasetArrays, collate_batch, split_indices
 
-__all__ = ["BuiltinDataModule", "CIFAR10DataModule", "ImageDataModule", "ImageNet32DataModule"]
-
+__all__ = [
+    "BuiltinDataModule",
+    "CIFAR10DataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "ImageNet32DataModule",
+    "MNISTDataModule",
+]
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -83,6 +89,7 @@ class ImageDataModule(L.LightningDataModule):
     num_classes: int = 0
     image_shape: tuple[int, int, int] = (3, 32, 32)  # (channels, height, width) of one image
     padding: int = 4  # the paper's "regular augmentation": 4-pixel zero padding, random 32x32 crop
+    flip: bool = True  # random horizontal flips (the paper's too); off where a mirror image changes the class
 
     def __init__(
         self,
@@ -117,27 +124,24 @@ class ImageDataModule(L.LightningDataModule):
         self.val_dataset: BatchTensorDataset | None = None
         self.test_dataset: BatchTensorDataset | None = None
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-        #: Whether the loaders serve batches from device-resident data (the device path): None until a
-        #: trainer asks for a loader, then decided once for that trainer (see :meth:`_resolve_placement`).
-        self.data_on_device: bool | None = None
-        self._placement: torch.device | None = None
-        self._placement_trainer: Any = None  # the trainer it was decided for (the datamodule holds it anyway)
-        self._device_arrays: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._placement = DataPlacement()
+        # Here rather than in each subclass: called from this frame, Lightning collects the arguments of
+        # every __init__ in the chain, so the saved hyperparameters hold the shared options' defaults too.
+        self.save_hyperparameters()
+
+    @property
+    def data_on_device(self) -> bool | None:
+        """Whether the loaders serve batches from device-resident data (the device path): None until a
+        trainer asks for a loader, then decided once for that trainer (see :meth:`_resolve_placement`)."""
+        return self._placement.data_on_device
 
     # ----------------------------------------------------------------------------------- loading
-    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
-        """Return ``(train_images, train_labels, test_images, test_labels, mean, std)``."""
+    def _load(self) -> DatasetArrays:
+        """The whole dataset: train and test arrays, and the training set's channel mean and std."""
         raise NotImplementedError
 
-    def _install(
-        self,
-        train_images: Any,
-        train_labels: Any,
-        test_images: Any,
-        test_labels: Any,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-    ) -> None:
+    def _install(self, data: DatasetArrays) -> None:
+        train_images, train_labels, test_images, test_labels, mean, std = data
         n = len(train_labels)
         if self.val_split:
             if self.val_split >= n:
@@ -152,11 +156,11 @@ class ImageDataModule(L.LightningDataModule):
         self.num_train = len(self.train_dataset)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self._norm = {}
-        self.data_on_device, self._placement, self._placement_trainer, self._device_arrays = None, None, None, {}
+        self._placement.reset()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None:
-            self._install(*self._load())
+            self._install(self._load())
 
     # ------------------------------------------------------------------------------- dataloaders
     def _require(self, dataset: BatchTensorDataset | None) -> BatchTensorDataset:
@@ -170,41 +174,11 @@ class ImageDataModule(L.LightningDataModule):
         return getattr(strategy, "root_device", None)
 
     def _resolve_placement(self) -> torch.device | None:
-        """The device holding the data for the loaders (the device path), or None (host loader).
-
-        Decided once per attached trainer, for all splits together, from ``on_device`` and the
-        trainer's device; the automatic choice needs CUDA and room (:func:`~wdlab.data.device.fits_on_device`).
-        """
-        trainer = self.trainer
-        if trainer is None:  # used outside a trainer (wdlab ensemble): the host loader
-            return None
-        if self._placement_trainer is trainer:
-            return self._placement
-        device = self._trainer_device()
-        placement: torch.device | None = None
-        if device is not None and self.on_device is not False:
-            if self.on_device is True:
-                placement = device
-            elif is_cuda(device):
-                datasets = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
-                nbytes = total_nbytes([d.images for d in datasets] + [d.labels for d in datasets])
-                if fits_on_device(nbytes, device):
-                    placement = device
-                else:
-                    rank_zero_info(
-                        f"wdlab: the dataset ({nbytes / 2**30:.1f} GiB) would take more than "
-                        f"{MAX_DEVICE_FRACTION:.0%} of the free memory of {device}: serving pinned batches from "
-                        "host memory instead (--data.on_device true forces the device)"
-                    )
-        self._placement, self._placement_trainer = placement, trainer
-        self.data_on_device = placement is not None
-        return placement
-
-    def _on_device(self, array: Any, device: torch.device) -> torch.Tensor:
-        key = (id(array), device)  # splits that share an array (a validation split) share its device copy
-        if key not in self._device_arrays:
-            self._device_arrays[key] = to_device(array, device)
-        return self._device_arrays[key]
+        """The device holding the data for the loaders (the device path), or None (host loader):
+        decided once per attached trainer, for all splits together (:meth:`DataPlacement.resolve`)."""
+        datasets = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
+        arrays = [d.images for d in datasets] + [d.labels for d in datasets]
+        return self._placement.resolve(self.trainer, self._trainer_device(), self.on_device, arrays, rank_zero_info)
 
     def _loader(
         self, dataset: BatchTensorDataset, train: bool, device_path: bool = True, shard: bool = True
@@ -215,8 +189,8 @@ class ImageDataModule(L.LightningDataModule):
             world_size, rank = 1, 0
         placement = self._resolve_placement() if device_path else None
         if placement is not None:
-            images = self._on_device(dataset.images, placement)
-            labels = self._on_device(dataset.labels, placement)
+            images = self._placement.copy(dataset.images, placement)
+            labels = self._placement.copy(dataset.labels, placement)
             if train:
                 sampler = EpochShuffleSampler(dataset, seed=self.seed, num_replicas=world_size, rank=rank)
                 return ResumableDeviceLoader(dataset, images, labels, sampler=sampler, batch_size=self.batch_size)
@@ -285,7 +259,7 @@ class ImageDataModule(L.LightningDataModule):
         if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8):
             return batch  # already transformed (or not ours): leave it alone
         if training and self.augment:
-            images = random_crop_flip(images, padding=self.padding)
+            images = random_crop_flip(images, padding=self.padding, flip=self.flip)
         mean, std = self._norm_tensors(images.device)
         channels_last = auto_on_cuda(self.channels_last, images.device)
         return normalize(images, mean, std, channels_last=channels_last), labels
@@ -302,35 +276,23 @@ class CIFAR10DataModule(ImageDataModule):
     Validation uses the test set (as in the paper) unless ``val_split = n > 0``: then a seeded random
     ``n`` of the 50,000 training images are held out for ``val_dataloader``; ``test_dataloader``
     always uses the 10,000 test images. ``mean``/``std`` are the statistics of all training images.
+    The other arguments are :class:`ImageDataModule`'s.
     """
 
     num_classes = 10
 
-    def __init__(
-        self,
-        root: str,
-        batch_size: int = 128,
-        val_split: int = 0,
-        verify_checksums: bool = True,
-        eval_batch_size: int | None = None,
-        augment: bool = True,
-        seed: int = 0,
-        num_workers: int = 0,
-        channels_last: bool | None = None,
-        on_device: bool | None = None,
-    ) -> None:
-        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last, on_device)
+    def __init__(self, root: str, verify_checksums: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.root = os.fspath(root)
         self.verify_checksums = bool(verify_checksums)
-        self.save_hyperparameters()
 
     def prepare_data(self) -> None:
         find_cifar10(self.root)  # fail fast, in one line, if the release is not there
 
-    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+    def _load(self) -> DatasetArrays:
         data = load_cifar10(self.root, verify_checksums=self.verify_checksums)
         mean, std = channel_stats(data.train_images)
-        return (
+        return DatasetArrays(
             torch.from_numpy(data.train_images),
             torch.from_numpy(data.train_labels),
             torch.from_numpy(data.test_images),
@@ -346,33 +308,21 @@ class ImageNet32DataModule(ImageDataModule):
     ``prepare_data()`` converts the release once into a memory-mappable uint8 cache in ``cache_dir``
     (default: ``root``); ``setup()`` memory-maps it, so DDP ranks share one copy via the page cache.
     The official validation set is the test set; ``val_split = n > 0`` holds out a seeded random
-    ``n`` training images for ``val_dataloader``. Labels are 0..999.
+    ``n`` training images for ``val_dataloader``. Labels are 0..999. The other arguments are
+    :class:`ImageDataModule`'s.
     """
 
     num_classes = IMAGENET32_NUM_CLASSES
 
-    def __init__(
-        self,
-        root: str,
-        batch_size: int = 128,
-        val_split: int = 0,
-        eval_batch_size: int | None = None,
-        augment: bool = True,
-        seed: int = 0,
-        cache_dir: str | None = None,
-        num_workers: int = 0,
-        channels_last: bool | None = None,
-        on_device: bool | None = None,
-    ) -> None:
-        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last, on_device)
+    def __init__(self, root: str, cache_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.root = os.fspath(root)
         self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else self.root
-        self.save_hyperparameters()
 
     def prepare_data(self) -> None:
         build_imagenet32_cache(self.root, self.cache_dir)
 
-    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+    def _load(self) -> DatasetArrays:
         if not imagenet32_cache_is_valid(self.cache_dir):
             trainer = self.trainer
             if trainer is not None and trainer.world_size > 1:
@@ -383,7 +333,7 @@ class ImageNet32DataModule(ImageDataModule):
             find_imagenet32(self.root)  # a clear error if the raw release is missing too
             build_imagenet32_cache(self.root, self.cache_dir)
         cache = load_imagenet32_cache(self.cache_dir)
-        return (
+        return DatasetArrays(
             cache.train_images,
             cache.train_labels,
             cache.val_images,
@@ -393,38 +343,82 @@ class ImageNet32DataModule(ImageDataModule):
         )
 
 
+class MNISTDataModule(ImageDataModule):
+    """MNIST (handwritten digits, 10 classes) from the four official IDX files under ``root``
+    (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+    ``t10k-labels-idx1-ubyte``, each plain or ``.gz``; :mod:`wdlab.data.mnist`).
+
+    The 28x28 grayscale images meet the CIFAR-10 networks as 3x32x32: zero-padded by 2 pixels on every
+    side, the channel repeated 3 times (:func:`~wdlab.data.mnist.to_rgb32`), so every config trains on it
+    with only the data changed. ``mean``/``std`` are the pixel statistics of the 60,000 official 28x28
+    training images (the published 0.1307 / 0.3081 for MNIST), the same for the three channels.
+    Augmentation: the paper's 4-pixel zero-padded random crop (a shift of up to 4 pixels, which the
+    digits' empty margin, about 6 pixels in the padded frame, absorbs), without flips: a mirrored digit
+    is another symbol or none.
+    Validation uses the 10,000 test images unless ``val_split = n > 0`` (a seeded random ``n`` of
+    the training images). The other arguments are :class:`ImageDataModule`'s.
+    """
+
+    num_classes = MNIST_NUM_CLASSES
+    flip = False
+    #: The dataset's name in errors (which also say where its official files come from).
+    dataset_name = "MNIST"
+
+    def __init__(self, root: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = os.fspath(root)
+
+    def prepare_data(self) -> None:
+        find_mnist(self.root, self.dataset_name)  # fail fast, in one line, if a file is not there
+
+    def _load(self) -> DatasetArrays:
+        data = load_mnist(self.root, self.dataset_name)
+        (mean,), (std,) = channel_stats(data.train_images)
+        return DatasetArrays(
+            torch.from_numpy(to_rgb32(data.train_images)),
+            torch.from_numpy(data.train_labels),
+            torch.from_numpy(to_rgb32(data.test_images)),
+            torch.from_numpy(data.test_labels),
+            (mean,) * 3,
+            (std,) * 3,
+        )
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Zalando's clothing images, 10 classes) from its four official IDX files under
+    ``root``: the same file names and format as MNIST (:class:`MNISTDataModule`, which this reads
+    through), the same 3x32x32 padding. Debian's package ``dataset-fashion-mnist`` installs them in
+    ``/usr/share/datasets/fashion-mnist``.
+
+    ``mean``/``std``: the published 0.2860 / 0.3530 of the official training set. Augmentation: the
+    4-pixel padded random crop and random horizontal flips, which preserve every class here (a
+    mirrored shirt, shoe or bag is still one). The other arguments are :class:`ImageDataModule`'s.
+    """
+
+    flip = True
+    dataset_name = "Fashion-MNIST"
+
+
 class BuiltinDataModule(ImageDataModule):
     """The built-in synthetic 10-class dataset (:func:`wdlab.data.builtin.make_builtin_dataset`).
 
     Generated deterministically from ``seed`` at construction, so ``num_train``, ``mean`` and
     ``std`` are available immediately. ``seed`` also seeds the shuffling and the validation split.
+    The other arguments are :class:`ImageDataModule`'s.
     """
 
     num_classes = BUILTIN_NUM_CLASSES
 
-    def __init__(
-        self,
-        batch_size: int = 128,
-        num_train: int = 2000,
-        num_test: int = 2000,
-        seed: int = 0,
-        eval_batch_size: int | None = None,
-        augment: bool = True,
-        val_split: int = 0,
-        num_workers: int = 0,
-        channels_last: bool | None = None,
-        on_device: bool | None = None,
-    ) -> None:
-        super().__init__(batch_size, val_split, eval_batch_size, augment, seed, num_workers, channels_last, on_device)
+    def __init__(self, num_train: int = 2000, num_test: int = 2000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_train_total = check_int("num_train", num_train, 1)
         self.num_test = check_int("num_test", num_test, 1)
-        self.save_hyperparameters()
         self.setup()
 
-    def _load(self) -> tuple[Any, Any, Any, Any, tuple[float, ...], tuple[float, ...]]:
+    def _load(self) -> DatasetArrays:
         train_x, train_y, test_x, test_y = make_builtin_dataset(self.num_train_total, self.num_test, self.seed)
         mean, std = channel_stats(train_x)
-        return (
+        return DatasetArrays(
             torch.from_numpy(train_x),
             torch.from_numpy(train_y),
             torch.from_numpy(test_x),

@@ -8,15 +8,30 @@ swap in a ``DistributedSampler`` under DDP. No Lightning imports here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["BatchTensorDataset", "collate_batch", "split_indices"]
+__all__ = ["BatchTensorDataset", "DatasetArrays", "collate_batch", "split_indices"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DatasetArrays(NamedTuple):
+    """A whole dataset as a datamodule's ``_load`` returns it.
+
+    Images ``(N, C, H, W)`` uint8 and labels ``(N,)`` int64 (torch tensors, or numpy arrays / read-only
+    memmaps); ``mean`` / ``std`` per channel in units of [0, 1], from the full official training set.
+    """
+
+    train_images: torch.Tensor | np.ndarray
+    train_labels: torch.Tensor | np.ndarray
+    test_images: torch.Tensor | np.ndarray
+    test_labels: torch.Tensor | np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 def collate_batch(batch: Batch) -> Batch:
