@@ -11,7 +11,16 @@ set -euo pipefail
 
 venv="${1:?usage: install.sh VENV [SRC]}"
 src="${2:-.}"
+constraints="$src/docker/constraints.txt"
+[[ -f "$constraints" ]] || { echo "install.sh: $constraints is missing; run from a wdlab checkout" >&2; exit 2; }
+
+# The Dockerfile passes every PIP_* build argument, set or not; pip would read an empty one as a value.
+for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_TRUSTED_HOST; do
+    if [[ -z "${!name:-}" ]]; then unset "$name"; fi
+done
 
 python3 -m venv "$venv"
-"$venv/bin/python" -m pip install "$src"   # a regular (non-editable) install: the image needs no source tree
+# A regular (non-editable) install: the image needs no source tree. The postgres extra: multi-machine sweeps
+# (--storage postgresql://...) need its driver, and the image's user cannot pip install into $venv later.
+"$venv/bin/python" -m pip install --constraint "$constraints" "$src[postgres]"
 "$venv/bin/wdlab" --version

@@ -38,7 +38,12 @@ from wdlab.optim import decay_table, param_groups
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
 from wdlab.training.checkpoints import Preempted
 from wdlab.training.fastpaths import DEFAULT_PRECISION, cuda_trainer_defaults
-from wdlab.training.resume import is_rank_zero_process, resolve_ckpt_path, run_directory
+from wdlab.training.resume import (
+    check_run_directory_writable,
+    is_rank_zero_process,
+    resolve_ckpt_path,
+    run_directory,
+)
 
 __all__ = [
     "EVAL_DIRNAME",
@@ -188,6 +193,9 @@ class WdlabCLI(LightningCLI):
         resolved = resolve_ckpt_path(self.trainer, self.model, ckpt_path, fitting=self.writes_run_files,
                                      directory=directory)
         kwargs["ckpt_path"] = resolved
+        logs = self.writes_run_files or (bool(self.trainer.loggers) and not self.trainer.fast_dev_run)
+        if logs and is_rank_zero_process():
+            check_run_directory_writable(self.trainer, fitting=self.writes_run_files)
         if self.writes_run_files:
             start = f"resuming from {resolved}" if resolved else "starting"
             rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")

@@ -33,7 +33,9 @@ from wdlab.training.snapshots import SNAPSHOT_DIRNAME
 
 __all__ = [
     "RNG_STATES_KEY",
+    "RunDirectoryError",
     "capture_rng_states",
+    "check_run_directory_writable",
     "checkpoint_dir",
     "checkpoint_dir_of",
     "is_rank_zero_process",
@@ -117,6 +119,40 @@ def resolve_ckpt_path(
         ckpt_path = str(last)
     check_checkpoint(ckpt_path, model)
     return ckpt_path
+
+
+class RunDirectoryError(ValueError):
+    """A run folder the process cannot create or write; the message names the folder and the fix."""
+
+
+def check_run_directory_writable(trainer: L.Trainer, fitting: bool) -> None:
+    """Refuse, before anything is written, a run directory this process could not write: otherwise the
+    first write (the logger's folder, ``config.yaml``, or ``last.ckpt`` an epoch later) is a traceback.
+
+    The usual cause is a container whose user does not own the bind-mounted ``runs/`` (Docker creates a
+    missing one as root). Checks the nearest existing folder of each place the run writes to."""
+    run_dir = run_directory(trainer)
+    folders = [run_dir, checkpoint_dir(trainer), run_dir / SNAPSHOT_DIRNAME] if fitting else [run_dir]
+    elsewhere = ("--trainer.logger.init_args.save_dir DIR" if trainer.loggers else "--trainer.default_root_dir DIR")
+    for folder in folders:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        where = f"cannot write the run folder {run_dir}"
+        if not existing.is_dir():
+            raise RunDirectoryError(f"{where}: {existing} is a file, not a folder; move it away, or write "
+                                    f"elsewhere with {elsewhere}")
+        if os.access(existing, os.W_OK | os.X_OK):
+            continue
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            raise RunDirectoryError(f"{where}: {existing} is on a read-only file system (a ':ro' mount?); mount "
+                                    f"it writable, or write elsewhere with {elsewhere}")
+        uid, gid = os.getuid(), os.getgid()
+        raise RunDirectoryError(
+            f"{where}: {existing} is not writable by this user (uid {uid}, gid {gid}); give it to that user "
+            f"(on a Docker host: sudo chown -R {uid}:{gid} runs), run as the folder's owner (docker run --user "
+            f"\"$(id -u):$(id -g)\"), or write elsewhere with {elsewhere}"
+        )
 
 
 def _refuse_to_overwrite(trainer: L.Trainer) -> None:
