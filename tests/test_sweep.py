@@ -80,14 +80,16 @@ def test_parse_values_and_grid() -> None:
 
 
 def test_split_passthrough_keeps_cell_options_in_order() -> None:
-    own, rest = split_passthrough(
+    args, rest = split_passthrough(
         ["--config", "a.yaml", "--trainer.max_epochs", "5", "--grid", "x=1,2", "--jobs=2", "--data.root=/d",
-         "--out", "o"]
+         "--out", "o", "--seed", "3"]
     )  # fmt: skip
-    assert own == ["--config", "a.yaml", "--grid", "x=1,2", "--jobs=2", "--out", "o"]
-    assert rest == ["--trainer.max_epochs", "5", "--data.root=/d"]
-    with pytest.raises(SweepError, match="unexpected argument"):
-        split_passthrough(["stray"])
+    assert (args.config, args.grid, args.jobs, args.out, args.seeds) == (["a.yaml"], ["x=1,2"], 2, "o", None)
+    assert rest == ["--trainer.max_epochs", "5", "--data.root=/d", "--seed", "3"]  # --seed: no abbreviation
+    with pytest.raises(SweepError, match="unexpected argument 'stray'"):
+        split_passthrough(["--config", "a.yaml", "--out", "o", "stray"])
+    with pytest.raises(SweepError, match="unexpected argument '6'"):
+        split_passthrough(["--config", "a.yaml", "--out", "o", "--trainer.max_epochs", "5", "6"])
 
 
 def test_grid_preset_from_config(tmp_path: Path) -> None:
@@ -318,7 +320,7 @@ def test_a_missing_database_driver_names_the_package_to_install(base: Path, tmp_
 
 
 def test_workers_racing_to_create_the_schema_retry_instead_of_failing() -> None:
-    from wdlab.experiments import sweep as sweep_module
+    from wdlab.experiments.storage import retry_concurrent_setup
 
     calls: list[int] = []
 
@@ -328,7 +330,7 @@ def test_workers_racing_to_create_the_schema_retry_instead_of_failing() -> None:
             raise RuntimeError('(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint')
         return "study"
 
-    assert sweep_module._retry_concurrent_setup(lost_the_race_twice) == "study" and len(calls) == 3
+    assert retry_concurrent_setup(lost_the_race_twice) == "study" and len(calls) == 3
 
     def other_error() -> None:
         calls.append(1)
@@ -336,5 +338,5 @@ def test_workers_racing_to_create_the_schema_retry_instead_of_failing() -> None:
 
     calls.clear()
     with pytest.raises(RuntimeError, match="connection refused"):
-        sweep_module._retry_concurrent_setup(other_error)
+        retry_concurrent_setup(other_error)
     assert len(calls) == 1  # no retry for anything else

@@ -26,14 +26,13 @@ from wdlab.experiments.results import REPORT_DIR, ResultsError
 from wdlab.experiments.sweep import SEED_KEY, Sweep, SweepError, SweepSpec, grid_preset, parse_grid
 
 PROG = "wdlab sweep"
-# Options that belong to the sweep itself; everything else passes through to the cells.
-OWN_OPTIONS = ("--config", "--grid", "--out", "--jobs", "--seeds", "--storage", "--study_name", "--grace_period")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Run a grid of 'wdlab fit' cells (Optuna GridSampler, resumable) and draw the heatmaps. "
+        allow_abbrev=False,  # a cell's option must never be taken for an abbreviation of the sweep's own
+        description="Run a grid of 'wdlab fit' cells (an Optuna queue, resumable) and draw the heatmaps. "
         "Any other --key value is passed to every cell.",
     )
     parser.add_argument("--config", action="append", required=True, help="base config(s), as for wdlab fit")
@@ -56,31 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: The sweep's own options that take no value.
-OWN_FLAGS = ("--no_report", "--results_only", "--dry_run", "-h", "--help")
-
-
-def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate the sweep's own options from the ``--key value`` pairs meant for every cell."""
-    own, passthrough = [], []
-    i = 0
-    argv = list(argv)
-    while i < len(argv):
-        token = argv[i]
-        name = token.split("=", 1)[0]
-        takes_value = name in OWN_OPTIONS and "=" not in token
-        target = own if name in (*OWN_OPTIONS, *OWN_FLAGS) else passthrough
-        if target is passthrough and not token.startswith("--"):
+def split_passthrough(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's own options, parsed, and the ``--key value`` options meant for every cell, in order."""
+    args, passthrough = build_parser().parse_known_args(argv)
+    takes_value = False  # the token before was a cell option without "=": this one may be its value
+    for token in passthrough:
+        if not token.startswith("--") and not takes_value:
             raise SweepError(f"unexpected argument {token!r}: options are passed to the cells as --key value")
-        target.append(token)
-        if takes_value and i + 1 < len(argv):
-            target.append(argv[i + 1])
-            i += 1
-        elif target is passthrough and "=" not in token and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            target.append(argv[i + 1])
-            i += 1
-        i += 1
-    return own, passthrough
+        takes_value = token.startswith("--") and "=" not in token
+    return args, passthrough
 
 
 def check_cells_build(spec: SweepSpec) -> None:
@@ -111,8 +94,7 @@ def check_cells_build(spec: SweepSpec) -> None:
 
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
-    own, passthrough = split_passthrough(argv)
-    args = build_parser().parse_args(own)
+    args, passthrough = split_passthrough(argv)
     configs = [Path(c) for c in args.config]
     for config in configs:
         if not config.is_file():

@@ -49,6 +49,8 @@ RESULT_COLUMNS = (
     "wall_s",
     "run_dir",
     "error",
+    "decoupled",
+    "decay_scaling",
 )
 #: The numeric result columns (what a heatmap can show).
 METRIC_COLUMNS = ("final_test_err", "best_test_err", "final_train_loss")
@@ -91,6 +93,8 @@ def write_results(
                     row.append(_metric(value))
                 elif column == "wall_s":
                     row.append("" if value is None else f"{value:.1f}")
+                elif column == "decoupled":  # the registry entry's flag: 1 or 0, empty when unknown
+                    row.append("" if value is None else str(int(bool(value))))
                 else:
                     row.append("" if value is None else str(value))
             writer.writerow(row)

@@ -8,15 +8,20 @@
 
 * **Cells.** Every point of the grid, once per seed (``--seed_everything 0..K-1``), is run as its own
   ``python -m wdlab fit --config BASE ... --<key> <value>`` process with its own run directory
-  ``OUT/<cell>/`` (TensorBoard events, config.yaml, checkpoints) and log ``OUT/<cell>/cell.log``. Any
-  other ``--key value`` given to the sweep is passed to every cell. Grids can also come from the
-  config's ``sweep:`` section (the paper's powers-of-two grids are presets in ``configs/``); a
-  ``--grid`` option replaces the preset for its key.
-* **Engine.** Optuna: a :class:`optuna.samplers.GridSampler` picks the cells and an RDB storage records
-  them -- by default the SQLite file ``OUT/sweep.db`` (nothing to set up); ``--storage
-  postgresql://...`` lets workers on many machines share one sweep (one worker per GPU, e.g. a SLURM
-  array; each runs the same command). Workers record a heartbeat: a cell whose worker died is failed
-  after ``--grace_period`` seconds and re-run.
+  ``OUT/<cell>/`` and log ``OUT/<cell>/cell.log`` (:mod:`wdlab.experiments.cells`). Any other
+  ``--key value`` given to the sweep is passed to every cell. Grids can also come from the config's
+  ``sweep:`` section (:mod:`wdlab.experiments.grid`); a ``--grid`` option replaces the preset for its key.
+* **The queue.** An Optuna study in an RDB storage (:mod:`wdlab.experiments.storage`): by default the
+  SQLite file ``OUT/sweep.db``; ``--storage postgresql://...`` lets workers on many machines share one
+  sweep. Every cell is enqueued once, up front, as a WAITING trial carrying its grid values and what it
+  is (optimizer, ``decoupled``, ``decay_scaling``); workers pop waiting trials atomically. A cell is
+  enqueued again whenever it has no COMPLETE trial and no live (RUNNING or WAITING) one, whatever its
+  other trials are: failed, killed (RUNNING without a heartbeat for ``--grace_period`` seconds: failed
+  as stale), or PRUNED (how earlier versions marked a cell two workers picked at once).
+* **Duplicates.** Workers that start together may both enqueue a cell. The worker that pops one of a
+  cell's trials pops the cell's other waiting trials too and retires them (PRUNED, ``duplicate_of``),
+  then runs its trial unless the cell is complete or a lower-numbered trial of it is running; so a cell
+  never runs twice at once, and a retired trial never stands for a cell that was not run.
 * **Resumable.** Re-running the same command skips finished cells and re-runs failed and interrupted
   ones (each cell resumes from its own ``last.ckpt`` via ``--ckpt_path auto``). A cell that fails is
   recorded with its error and the sweep goes on. Ctrl-C or SIGTERM stops the running cells at the end
@@ -24,300 +29,64 @@
   for an existing ``OUT`` is refused rather than mixed into its results.
 * **Parallel.** ``--jobs N`` runs N cells at once: with GPUs, cell slots take the visible GPUs in turn
   (``CUDA_VISIBLE_DEVICES``); on CPU each cell gets ``cores / N`` threads (``OMP_NUM_THREADS``).
-* **Results.** ``OUT/results.csv`` (one row per cell and seed: the grid values, optimizer, state,
-  final and best test error, final training loss, wall time, run directory, error) and the heatmaps
-  of :mod:`wdlab.experiments.report` in ``OUT/report/`` (PNG, coupling numbers, TensorBoard image).
+* **Results.** ``OUT/results.csv`` (:mod:`wdlab.experiments.results`): one row per cell and seed.
 
-The results format is :mod:`wdlab.experiments.results`; the command is :mod:`wdlab.cli.sweep`.
+The command is :mod:`wdlab.cli.sweep`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
-from optuna.samplers import GridSampler
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from wdlab.experiments.results import RESULTS_CSV, epoch_of_step, read_scalars, write_results
+from wdlab.experiments.cells import (
+    CELL_LOG,
+    CellFailed,
+    cell_environment,
+    cell_identity,
+    error_from_log,
+    read_cell_result,
+    run_cell,
+    visible_gpus,
+)
+from wdlab.experiments.grid import SEED_KEY, SweepError, SweepSpec, grid_preset, parse_grid, parse_value
+from wdlab.experiments.results import RESULTS_CSV, write_results
+from wdlab.experiments.storage import default_url, open_storage, open_study, retry_concurrent_setup
 
-SEED_KEY = "seed_everything"
-DATABASE = "sweep.db"
-CELL_LOG = "cell.log"
 SPEC_ATTR = "wdlab_sweep"  # study user attribute: what the sweep runs, to refuse a mismatched re-run
+DUPLICATE_ATTR = "duplicate_of"  # on a retired trial: the trial that stands for its cell
+#: Optuna's system attribute holding an enqueued trial's parameters (a private key: a WAITING trial has no
+#: ``params`` until it runs, and the queue must know the cell of every trial).
+FIXED_PARAMS = "fixed_params"
+KILLED = "stopped without a result (its worker died, or an earlier wdlab pruned it); re-run the sweep to run it"
 
-__all__ = ["Sweep", "SweepError", "SweepSpec", "grid_preset", "parse_grid", "parse_value"]
+__all__ = [
+    "SEED_KEY",
+    "Sweep",
+    "SweepError",
+    "SweepSpec",
+    "grid_preset",
+    "parse_grid",
+    "parse_value",
+    "retry_concurrent_setup",
+]
 
-
-class SweepError(ValueError):
-    """A sweep that cannot start as asked (one line, names the fix)."""
-
-
-# -- the grid ----------------------------------------------------------------------------------
-def parse_value(text: str) -> int | float | str | bool:
-    """A grid value as typed: an int, a float (``1e-3``, ``2**-10``), true/false, or a string."""
-    text = text.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    power = re.fullmatch(r"([+-]?\d+(?:\.\d*)?)\*\*([+-]?\d+)", text)
-    if power:
-        return float(power.group(1)) ** int(power.group(2))
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+_LIVE = (TrialState.RUNNING, TrialState.WAITING)
 
 
-def parse_grid(options: Sequence[str]) -> dict[str, list[Any]]:
-    """``--grid key=v1,v2,...`` options -> {key: [values]} (keys as ``wdlab fit`` spells them)."""
-    grid: dict[str, list[Any]] = {}
-    for option in options:
-        key, sep, values = option.partition("=")
-        key = key.strip().removeprefix("--")
-        if not sep or not key or not values.strip():
-            raise SweepError(f"--grid {option!r}: write it as KEY=V1,V2,... e.g. --grid model.optimizer.lr=0.1,0.05")
-        parsed = [parse_value(v) for v in values.split(",") if v.strip()]
-        if len(set(map(repr, parsed))) != len(parsed):
-            raise SweepError(f"--grid {option!r} repeats a value: give each value once")
-        grid[key] = parsed
-    return grid
-
-
-def grid_preset(configs: Sequence[Path]) -> tuple[dict[str, list[Any]], int | None]:
-    """The ``sweep:`` section of the configs (``grid: {key: [values]}``, ``seeds: K``); later files win."""
-    grid: dict[str, list[Any]] = {}
-    seeds: int | None = None
-    for path in configs:
-        try:
-            content = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise SweepError(f"cannot read config {path}: {error}") from None
-        preset = content.get("sweep") if isinstance(content, dict) else None
-        if not preset:
-            continue
-        for key, values in (preset.get("grid") or {}).items():
-            if not isinstance(values, list) or not values:
-                raise SweepError(f"{path}: sweep.grid.{key} must be a non-empty list of values")
-            grid[str(key)] = [parse_value(v) if isinstance(v, str) else v for v in values]
-        if preset.get("seeds") is not None:
-            seeds = int(preset["seeds"])
-    return grid, seeds
-
-
-def _format(value: Any) -> str:
-    return format(value, ".6g") if isinstance(value, float) else str(value)
-
-
-def cell_names(keys: Sequence[str], cells: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], str]:
-    """A directory name per cell, ``lr_0.5__weight_decay_0.00025__seed_0`` (short keys where unique)."""
-    short = [k.split(".")[-1] if k != SEED_KEY else "seed" for k in keys]
-    if len(set(short)) != len(short):
-        short = [k.replace(".", "-") for k in keys]
-    names = {
-        cell: "__".join(f"{s}_{_format(v)}" for s, v in zip(short, cell, strict=True)).replace("/", "-")
-        for cell in cells
-    }
-    if len(set(names.values())) != len(names):  # values equal to 6 digits: fall back to indices
-        names = {cell: f"cell_{i:04d}" for i, cell in enumerate(cells)}
-    return names
-
-
-@dataclass
-class SweepSpec:
-    """Everything one sweep runs: base configs, the grid, seeds and the options every cell gets."""
-
-    configs: list[Path]
-    grid: dict[str, list[Any]]
-    seeds: list[int]
-    passthrough: list[str]
-    out: Path
-    keys: list[str] = field(init=False)
-    cells: list[tuple[Any, ...]] = field(init=False)
-    names: dict[tuple[Any, ...], str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.keys = [*self.grid, SEED_KEY]
-        self.cells = list(itertools.product(*self.grid.values(), self.seeds))
-        self.names = cell_names(self.keys, self.cells)
-
-    def search_space(self) -> dict[str, list[Any]]:
-        return {**self.grid, SEED_KEY: list(self.seeds)}
-
-    def cell_of(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        try:
-            cell = tuple(params[k] for k in self.keys)
-        except KeyError:
-            return None
-        return cell if cell in self.names else None
-
-    def fit_args(self, cell: tuple[Any, ...]) -> list[str]:
-        """The ``wdlab fit`` arguments of a cell (after the ``fit`` subcommand)."""
-        args: list[str] = []
-        for config in self.configs:
-            args += ["--config", str(config)]
-        args += self.passthrough
-        for key, value in zip(self.keys, cell, strict=True):
-            args += [f"--{key}", _format(value) if not isinstance(value, bool) else str(value).lower()]
-        args += [
-            "--trainer.logger.init_args.save_dir", str(self.out),
-            "--trainer.logger.init_args.name", self.names[cell],
-            "--ckpt_path", "auto",  # an interrupted or failed cell continues from its last.ckpt
-        ]  # fmt: skip
-        return args
-
-    def fingerprint(self) -> str:
-        """What makes two invocations the same sweep: config contents, grid, seeds, pass-through options."""
-        contents = [hashlib.sha256(p.read_bytes()).hexdigest() for p in self.configs]
-        return json.dumps(
-            {"configs": contents, "grid": self.grid, "seeds": self.seeds, "passthrough": self.passthrough},
-            sort_keys=True,
-            default=str,
-        )
-
-
-# -- running cells -------------------------------------------------------------------------------
-def visible_gpus() -> list[str]:
-    """The GPU ids this process may use (``CUDA_VISIBLE_DEVICES`` if set, else every device)."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # no usable CUDA: CPU cells
-        return []
-
-
-@dataclass
-class CellResult:
-    final_test_err: float
-    best_test_err: float | None
-    final_train_loss: float | None
-    epochs: int | None
-    optimizer: str | None
-
-
-class CellFailed(RuntimeError):
-    """A cell that ended without a result (the message is recorded in the study and results.csv)."""
-
-
-def read_cell_result(run_dir: Path) -> CellResult:
-    """The results of a finished cell from its TensorBoard events and saved config.yaml."""
-    scalars = read_scalars(run_dir)
-    test = scalars.get("test/err")
-    if not test:
-        raise CellFailed("the run ended without a test/err (stopped before the end?); re-run the sweep to resume it")
-    config: dict[str, Any] = {}
-    if (run_dir / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    data_args = (config.get("data") or {}).get("init_args") or {}
-    evaluates_test_set = not data_args.get("val_split")  # then val/err is the test error per epoch
-    val = [v for _, v in scalars.get("val/err", [])]
-    loss = scalars.get("train/loss", [])
-    epochs = epoch_of_step(scalars).get(loss[-1][0]) if loss else None
-    return CellResult(
-        final_test_err=test[-1][1],
-        best_test_err=min([*val, test[-1][1]]) if evaluates_test_set else None,
-        final_train_loss=loss[-1][1] if loss else None,
-        epochs=epochs,
-        optimizer=((config.get("model") or {}).get("optimizer") or {}).get("name"),
-    )
-
-
-def error_from_log(log: Path, returncode: int) -> str:
-    """The most telling line of a failed cell's log: wdlab's own error line, else the exception."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    for line in reversed(lines):
-        if line.startswith(("wdlab: error:", "error:")):  # wdlab's own line; jsonargparse's parse errors
-            return line
-    for line in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line):
-            return line
-    return f"exit status {returncode}; see {log}"
-
-
-#: The package that provides each PostgreSQL driver SQLAlchemy may load (``postgresql://`` means psycopg 3
-#: in SQLAlchemy 2.1 and later, psycopg2 before).
-POSTGRES_DRIVERS = {
-    "psycopg": 'pip install "wdlab[postgres]" (psycopg 3)',
-    "psycopg2": "pip install psycopg2-binary",
-    "pg8000": "pip install pg8000",
-    "asyncpg": "pip install asyncpg",
-}
-
-
-def driver_hint(url: str) -> str:
-    """What to install for the database driver the storage URL ``url`` loads."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        driver = parsed.get_dialect().driver
-    except Exception:  # an unparsable URL or an unknown dialect: SQLAlchemy's own message says it
-        return "check the URL: e.g. postgresql://user:password@host:5432/database"
-    if parsed.get_backend_name() == "postgresql":
-        return f"the {driver} driver is missing: {POSTGRES_DRIVERS.get(driver, f'pip install {driver}')}"
-    return f"the {driver} driver for {parsed.get_backend_name()} is missing: install it with pip"
-
-
-#: Attempts at creating the storage's tables or the study when other workers may be doing the same.
-SETUP_ATTEMPTS = 8
-
-
-def _retry_concurrent_setup(create: Any) -> Any:
-    """``create()``, again after a short pause if another worker created the same tables or study first.
-
-    Workers started together on an empty database (a SLURM array) race to create Optuna's schema: the
-    losers get a unique-constraint error from the database ("already exists"); the tables are there then.
-    """
-    for attempt in range(SETUP_ATTEMPTS):
-        try:
-            return create()
-        except Exception as error:
-            text = f"{type(error).__name__}: {error}"
-            if attempt == SETUP_ATTEMPTS - 1 or not re.search(r"IntegrityError|UniqueViolation|already exists", text):
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _open_storage(url: str, engine_kwargs: dict[str, Any], heartbeat_interval: int, grace_period: int) -> Any:
-    try:
-        return _retry_concurrent_setup(
-            lambda: optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-            )
-        )
-    except (ImportError, ModuleNotFoundError) as error:
-        raise SweepError(f"cannot open storage {url}: {error} ({driver_hint(url)})") from None
-    except Exception as error:
-        raise SweepError(f"cannot open storage {url}: {type(error).__name__}: {error}") from None
+def _attempted(trial: FrozenTrial) -> bool:
+    """A run of the cell that ended without a result (not a retired duplicate)."""
+    return trial.state in (TrialState.FAIL, TrialState.PRUNED) and DUPLICATE_ATTR not in trial.user_attrs
 
 
 class Sweep:
-    """One worker of a sweep: runs cells picked by Optuna until none is left or it is stopped."""
+    """One worker of a sweep: runs queued cells until none is left or it is stopped."""
 
     def __init__(self, spec: SweepSpec, storage: str | None, study_name: str | None, jobs: int, grace_period: int):
         self.spec = spec
@@ -325,22 +94,18 @@ class Sweep:
         self.stop_event = threading.Event()
         self.stop_signal: int | None = None
         self.lock = threading.Lock()
-        self.processes: set[subprocess.Popen[bytes]] = set()
         self.gpus = visible_gpus()
-        self.slots: list[int] = list(range(jobs))
         self.heartbeat_interval = max(1, min(30, grace_period // 3))
+        self.failures = 0
+        self._identities: dict[tuple[Any, ...], dict[str, Any]] = {}
 
         spec.out.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own line per cell
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        url = storage or f"sqlite:///{(spec.out / DATABASE).resolve()}"
-        engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-        self.storage = _open_storage(url, engine_kwargs, self.heartbeat_interval, grace_period)
+        self.storage = open_storage(storage or default_url(spec.out), self.heartbeat_interval, grace_period)
         name = study_name or spec.out.resolve().name
-        sampler = SweepGridSampler(spec.search_space(), seed=0)
-        self.study = _retry_concurrent_setup(
-            lambda: optuna.create_study(study_name=name, storage=self.storage, sampler=sampler, load_if_exists=True)
-        )
+        self.study = open_study(self.storage, name)
+        self.study_id = self.storage.get_study_id_from_name(name)
         fingerprint = spec.fingerprint()
         recorded = self.study.user_attrs.get(SPEC_ATTR)
         if recorded is None:
@@ -352,139 +117,170 @@ class Sweep:
             )
 
     # -- bookkeeping in the study ------------------------------------------------------------
-    def trials_by_cell(self) -> dict[tuple[Any, ...], list[Any]]:
-        by_cell: dict[tuple[Any, ...], list[Any]] = {cell: [] for cell in self.spec.cells}
+    def cell_of(self, trial: FrozenTrial) -> tuple[Any, ...] | None:
+        return self.spec.cell_of(trial.params or trial.system_attrs.get(FIXED_PARAMS, {}))
+
+    def trials_by_cell(self) -> dict[tuple[Any, ...], list[FrozenTrial]]:
+        by_cell: dict[tuple[Any, ...], list[FrozenTrial]] = {cell: [] for cell in self.spec.cells}
         for trial in self.study.get_trials(deepcopy=False):
-            params = trial.params or trial.system_attrs.get("fixed_params", {})
-            cell = self.spec.cell_of(params)
+            cell = self.cell_of(trial)
             if cell is not None:
                 by_cell[cell].append(trial)
         return by_cell
 
-    def enqueue_failed(self, only_killed: bool = False) -> int:
-        """Queue a re-run of every cell whose latest trial failed (``only_killed``: whose worker died)."""
-        from optuna.storages import fail_stale_trials
-        fail_stale_trials(self.study)
-        queued = 0
-        for cell, trials in self.trials_by_cell().items():
-            states = {t.state for t in trials}
-            if not trials or states & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
-                continue
-            latest = max(trials, key=lambda t: t.number)
-            if latest.state != TrialState.FAIL or (only_killed and "error" in latest.user_attrs):
-                continue
-            self.study.enqueue_trial(dict(zip(self.spec.keys, cell, strict=True)))
-            queued += 1
-        return queued
+    def identity(self, cell: tuple[Any, ...]) -> dict[str, Any]:
+        """What the cell is (optimizer, decoupled, decay_scaling), resolved once per cell."""
+        if cell not in self._identities:
+            self._identities[cell] = cell_identity(self.spec, cell)
+        return self._identities[cell]
+
+    def enqueue_missing(self, only_killed: bool = False) -> int:
+        """Enqueue every cell with no COMPLETE and no live trial (``only_killed``: whose last run's worker died).
+
+        ``only_killed`` is for the checks during a run: a cell that failed with an error waits for the next
+        invocation instead of failing again and again in this one.
+        """
+        with self.lock:  # this worker's slots share one pass; other workers' duplicates are retired on pop
+            optuna.storages.fail_stale_trials(self.study)
+            queued = 0
+            for cell, trials in self.trials_by_cell().items():
+                if any(t.state == TrialState.COMPLETE or t.state in _LIVE for t in trials):
+                    continue
+                if only_killed:
+                    failed = [t for t in trials if t.state == TrialState.FAIL]
+                    if not failed or "error" in max(failed, key=lambda t: t.number).user_attrs:
+                        continue
+                self.study.enqueue_trial(self.spec.params(cell), user_attrs=self.identity(cell))
+                queued += 1
+            return queued
 
     def counts(self) -> dict[str, int]:
         """Cells by state: complete, running, queued (a re-run waits), failed, pending (never started)."""
         counts = {"complete": 0, "running": 0, "queued": 0, "failed": 0, "pending": 0}
         for trials in self.trials_by_cell().values():
             states = {t.state for t in trials}
+            attempted = any(map(_attempted, trials))
             if TrialState.COMPLETE in states:
                 counts["complete"] += 1
             elif TrialState.RUNNING in states:
                 counts["running"] += 1
             elif TrialState.WAITING in states:
-                counts["queued"] += 1
-            elif trials:
+                counts["queued" if attempted else "pending"] += 1
+            elif attempted:
                 counts["failed"] += 1
             else:
                 counts["pending"] += 1
         return counts
 
-    def has_work(self) -> bool:
-        """A cell never started, or a queued re-run (what the next ``ask`` would get)."""
-        for trials in self.trials_by_cell().values():
-            if not trials or any(t.state == TrialState.WAITING for t in trials):
-                return True
-        return False
+    # -- the queue ---------------------------------------------------------------------------
+    def _trial_id(self, trial: FrozenTrial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
+    def _pop(self, trial_id: int) -> bool:
+        """Take a WAITING trial (WAITING -> RUNNING, atomic in the storage); False if another worker had it."""
+        # The heartbeat comes first: a worker killed right after the pop leaves a trial that goes stale.
+        self.storage.record_heartbeat(trial_id)
+        try:
+            return self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    def _retire(self, trial_id: int, stands_for: int) -> None:
+        self.storage.set_trial_user_attr(trial_id, DUPLICATE_ATTR, stands_for)
+        self.storage.set_trial_state_values(trial_id, TrialState.PRUNED)
+
+    def claim(self) -> tuple[optuna.Trial, int, tuple[Any, ...]] | None:
+        """The next queued cell, popped for this worker: (its trial, the trial's id, the cell); None if none is left."""
+        for waiting in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            cell = self.cell_of(waiting)
+            if cell is None or self.stop_event.is_set():
+                continue
+            trial_id = self._trial_id(waiting)
+            if not self._pop(trial_id):
+                continue
+            others = [t for t in self.trials_by_cell()[cell] if t.number != waiting.number]
+            for other in others:
+                if other.state == TrialState.WAITING and self._pop(other_id := self._trial_id(other)):
+                    self._retire(other_id, waiting.number)
+            others = [t for t in self.trials_by_cell()[cell] if t.number != waiting.number]
+            holder = [t for t in others if t.state == TrialState.COMPLETE
+                      or (t.state == TrialState.RUNNING and t.number < waiting.number)]  # fmt: skip
+            if holder:
+                self._retire(trial_id, holder[0].number)
+                continue
+            trial = optuna.Trial(self.study, trial_id)
+            for key, values in self.spec.search_space().items():  # the enqueued values become its params
+                trial.suggest_categorical(key, values)
+            return trial, trial_id, cell
+        return None
 
     # -- one cell --------------------------------------------------------------------------
-    def objective(self, trial: Any) -> float:
-        params = {key: trial.suggest_categorical(key, values) for key, values in self.spec.search_space().items()}
-        cell = self.spec.cell_of(params)
-        assert cell is not None
-        name = self.spec.names[cell]
-        trial.set_user_attr("run_dir", str(self.spec.out / name))
-        for other in self.trials_by_cell()[cell]:
-            if other.number != trial.number and other.state in (TrialState.COMPLETE, TrialState.RUNNING):
-                # two workers picked the same cell at once (possible with several workers): skip it
-                raise optuna.TrialPruned(f"cell {name} is already run by trial {other.number}")
-        if self.stop_event.is_set():
-            self._fail(trial, "interrupted before it started; re-run the sweep")
-        run_dir = self.spec.out / name
+    def run_one(self, trial: optuna.Trial, trial_id: int, cell: tuple[Any, ...], slot: int) -> FrozenTrial:
+        """Run the cell of a claimed trial and record its result or its error; the finished trial."""
+        run_dir = self.spec.out / self.spec.names[cell]
         run_dir.mkdir(parents=True, exist_ok=True)
-        with self.lock:
-            slot = self.slots.pop(0)
+        beating = threading.Event()
+        heart = threading.Thread(target=self._beat, args=(trial_id, beating), daemon=True)
+        heart.start()
         try:
-            returncode, wall = self._run_process(trial, cell, run_dir, slot)
-        finally:
-            with self.lock:
-                self.slots.append(slot)
-        trial.set_user_attr("wall_s", round(wall, 2))
-        if self.stop_event.is_set():
-            self._fail(trial, "interrupted; re-run the sweep to resume this cell from its last.ckpt")
-        if returncode != 0:
-            self._fail(trial, error_from_log(run_dir / CELL_LOG, returncode))
-        try:
+            trial.set_user_attr("run_dir", str(run_dir))
+            if self.stop_event.is_set():
+                raise CellFailed("interrupted before it started; re-run the sweep")
+            command = [sys.executable, "-m", "wdlab", "fit", *self.spec.fit_args(cell)]
+            returncode, wall = run_cell(command, run_dir, cell_environment(self.gpus, slot, self.jobs),
+                                        self.stop_event)
+            trial.set_user_attr("wall_s", round(wall, 2))
+            if self.stop_event.is_set():
+                raise CellFailed("interrupted; re-run the sweep to resume this cell from its last.ckpt")
+            if returncode != 0:
+                raise CellFailed(error_from_log(run_dir / CELL_LOG, returncode))
             result = read_cell_result(run_dir)
+            for key, value in vars(result).items():
+                if value is not None:
+                    trial.set_user_attr(key, value)
+            return self.study.tell(trial, result.final_test_err, skip_if_finished=True)
         except CellFailed as error:
-            self._fail(trial, str(error))
-        for key, value in vars(result).items():
-            if value is not None:
-                trial.set_user_attr(key, value)
-        return result.final_test_err
+            trial.set_user_attr("error", str(error))
+            return self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Failed as stale by another worker (no heartbeat for the grace period): its cell is queued again.
+            return self.storage.get_trial(trial_id)
+        finally:
+            beating.set()
+            heart.join()
 
-    def _fail(self, trial: Any, message: str) -> None:
-        trial.set_user_attr("error", message)
-        raise CellFailed(message)
-
-    def _run_process(self, trial: Any, cell: tuple[Any, ...], run_dir: Path, slot: int) -> tuple[int, float]:
-        env = dict(os.environ)
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
-        elif "OMP_NUM_THREADS" not in os.environ:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
-        command = [sys.executable, "-m", "wdlab", "fit", *self.spec.fit_args(cell)]
-        start = time.monotonic()
-        with (run_dir / CELL_LOG).open("ab") as log:
-            placement = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env)
-            log.write(f"\n$ {placement + ' ' if placement else ''}{' '.join(command)}\n".encode())
-            log.flush()
-            # Own session: Ctrl-C reaches only the sweep, which then stops the cells with SIGTERM
-            # (they save last.ckpt at the end of the batch) instead of killing them mid-write.
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            with self.lock:
-                self.processes.add(process)
-            try:
-                while process.poll() is None:
-                    if self.stop_event.is_set():
-                        _signal(process, signal.SIGTERM)
-                    try:
-                        process.wait(timeout=1.0)
-                    except subprocess.TimeoutExpired:
-                        pass
-            finally:
-                with self.lock:
-                    self.processes.discard(process)
-        return process.returncode, time.monotonic() - start
+    def _beat(self, trial_id: int, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_interval):
+            self.storage.record_heartbeat(trial_id)
 
     # -- the loop --------------------------------------------------------------------------
     def stop(self, signum: int) -> None:
-        """Stop: no new cells; running ones get SIGTERM (save last.ckpt, exit); re-run to resume."""
+        """Stop: no new cells; running ones get SIGTERM (save last.ckpt, exit); re-run to resume.
+
+        Safe in a signal handler: it only sets flags (the cells' loops send the SIGTERM).
+        """
         self.stop_signal = signum
         self.stop_event.set()
-        with self.lock:
-            processes = list(self.processes)
-        for process in processes:
-            _signal(process, signal.SIGTERM)
+
+    def _work(self, slot: int, report: Any, errors: list[BaseException]) -> None:
+        try:
+            while not self.stop_event.is_set():
+                claimed = self.claim()
+                if claimed is None:
+                    return
+                trial, trial_id, cell = claimed
+                report(self.run_one(trial, trial_id, cell, slot), cell)
+                self.enqueue_missing(only_killed=True)  # cells of workers that died elsewhere
+        except BaseException as error:  # raised in the main thread: the other slots stop and are waited for
+            errors.append(error)
+            self.stop_event.set()
 
     def run(self, progress: bool = True) -> dict[str, int]:
+        import signal
+
         from tqdm import tqdm  # a dependency of Lightning
 
-        self.enqueue_failed()
+        self.enqueue_missing()
         counts = self.counts()
         total = len(self.spec.cells)
         print(
@@ -494,37 +290,42 @@ class Sweep:
             f"{self.jobs} at a time on {'GPUs ' + ','.join(self.gpus) if self.gpus else 'CPU'}",
             file=sys.stderr,
         )
+        # cells done / total, the time left at the rate of this worker's cells, and the failures so far
         bar = tqdm(total=total, initial=counts["complete"], unit="cell", desc="sweep", disable=not progress,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, postfix={"failed": 0})
 
-        def after_trial(study: Any, trial: Any) -> None:
-            params = trial.params or trial.system_attrs.get("fixed_params", {})
-            cell = self.spec.cell_of(params)
-            name = self.spec.names.get(cell, f"trial {trial.number}") if cell else f"trial {trial.number}"
+        def report(trial: FrozenTrial, cell: tuple[Any, ...]) -> None:
             wall = trial.user_attrs.get("wall_s")
             took = f" ({wall:.0f} s)" if isinstance(wall, int | float) else ""
-            if trial.state == TrialState.COMPLETE:
-                bar.update(1)
-                bar.write(f"done    {name}: test error {100 * trial.value:.2f} %{took}", file=sys.stderr)
-            elif trial.state == TrialState.FAIL:
-                bar.write(f"failed  {name}: {trial.user_attrs.get('error', 'unknown error')}{took}", file=sys.stderr)
-            self.enqueue_failed(only_killed=True)  # cells of workers that died elsewhere
-            if self.stop_event.is_set() or not self.has_work():
-                study.stop()
+            with self.lock:
+                if trial.state == TrialState.COMPLETE:
+                    bar.update(1)
+                    bar.write(f"done    {self.spec.names[cell]}: test error {100 * trial.value:.2f} %{took}",
+                              file=sys.stderr)
+                else:
+                    self.failures += 1
+                    bar.set_postfix(failed=self.failures)
+                    bar.write(f"failed  {self.spec.names[cell]}: {trial.user_attrs.get('error', KILLED)}{took}",
+                              file=sys.stderr)
 
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for signum in previous:
             signal.signal(signum, lambda signum, frame: self.stop(signum))
+        errors: list[BaseException] = []
         try:
-            if self.has_work():
-                self.study.optimize(
-                    self.objective, n_jobs=self.jobs, catch=(CellFailed,), callbacks=[after_trial],
-                    gc_after_trial=False,
-                )  # fmt: skip
+            workers = [threading.Thread(target=self._work, args=(slot, report, errors), daemon=True)
+                       for slot in range(self.jobs)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(timeout=0.5)  # the main thread stays free to take the signals
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             bar.close()
+        if errors:
+            raise errors[0]
         return self.counts()
 
     # -- results -----------------------------------------------------------------------------
@@ -533,42 +334,26 @@ class Sweep:
         rows = []
         for cell, trials in self.trials_by_cell().items():
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
-            chosen = max(complete or trials, key=lambda t: t.number) if trials else None
-            attrs = chosen.user_attrs if chosen else {}
-            if chosen is None:
-                state = "pending"
-            elif chosen.state == TrialState.COMPLETE:
-                state = "complete"
-            elif chosen.state == TrialState.FAIL:
-                state = "failed"
+            attempts = [t for t in trials if _attempted(t)]
+            if complete:
+                state, chosen = "complete", max(complete, key=lambda t: t.number)
+            elif any(t.state == TrialState.RUNNING for t in trials):
+                state, chosen = "running", max(trials, key=lambda t: t.number)
+            elif attempts:
+                state, chosen = "failed", max(attempts, key=lambda t: t.number)
             else:
-                state = chosen.state.name.lower()
-            record = {key: attrs.get(key) for key in ("optimizer", "final_test_err", "best_test_err",
-                                                      "final_train_loss", "epochs")}
+                state, chosen = "pending", None
+            attrs = chosen.user_attrs if chosen else {}
+            recorded = {key: t.user_attrs[key] for t in trials for key in ("decoupled", "decay_scaling")
+                        if key in t.user_attrs}  # fmt: skip
+            record = {**self.identity(cell), **recorded}
+            record.update({key: attrs[key] for key in ("optimizer", "final_test_err", "best_test_err",
+                                                       "final_train_loss", "epochs") if key in attrs})
             record.update(
                 state=state,
                 wall_s=sum(t.user_attrs.get("wall_s", 0.0) for t in trials) if trials else None,
                 run_dir=str(self.spec.out / self.spec.names[cell]),
-                error=attrs.get("error", "") if state != "complete" else "",
+                error=attrs.get("error", KILLED) if state == "failed" else "",
             )
             rows.append((cell, record))
         return write_results(self.spec.out / RESULTS_CSV, list(self.spec.grid), rows)
-
-
-def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        process.send_signal(signum)
-    except ProcessLookupError:
-        pass
-
-
-class SweepGridSampler(GridSampler):
-    """GridSampler whose exhaustion does not end ``optimize``: the sweep's callback decides.
-
-    Re-runs of failed cells are enqueued trials, which GridSampler's own stop test (every grid point
-    visited) does not count: the stock sampler would stop the sweep after the first of them.
-    """
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        return None
-

@@ -1,0 +1,196 @@
+"""One cell of a sweep: what it is, where it runs, the ``wdlab fit`` process, and what it left behind.
+
+* :func:`cell_identity`: the cell's optimizer registry entry, resolved from the merged configs, the
+  pass-through options and its grid values when the cell is created: ``optimizer``, ``decoupled``,
+  ``decay_scaling`` (recorded on its trial, so a failed or pending cell's row still says what it is).
+* :func:`cell_environment`: its placement: one visible GPU per slot in turn, else ``cores / jobs`` threads.
+* :func:`run_cell`: the process, in its own session, logged to ``cell.log``, stopped with SIGTERM.
+* :func:`read_cell_result` and :func:`error_from_log`: its result from its events and config, or its error line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wdlab.experiments.grid import SweepSpec
+from wdlab.experiments.results import epoch_of_step, read_scalars
+
+CELL_LOG = "cell.log"
+OPTIMIZER_KEY = "model.optimizer"
+
+__all__ = [
+    "CELL_LOG",
+    "CellFailed",
+    "CellResult",
+    "cell_environment",
+    "cell_identity",
+    "error_from_log",
+    "read_cell_result",
+    "run_cell",
+    "visible_gpus",
+]
+
+
+# -- what a cell is --------------------------------------------------------------------------------
+def _option_pairs(options: Sequence[str]) -> list[tuple[str, str]]:
+    """``--key value`` and ``--key=value`` pass-through options as (key, value text), in order."""
+    pairs, i = [], 0
+    while i < len(options):
+        key, sep, value = options[i].removeprefix("--").partition("=")
+        if not sep and i + 1 < len(options) and not options[i + 1].startswith("--"):
+            value, i = options[i + 1], i + 1
+        pairs.append((key, value))
+        i += 1
+    return pairs
+
+
+def optimizer_options(spec: SweepSpec, cell: tuple[Any, ...]) -> dict[str, Any]:
+    """The cell's ``model.optimizer`` mapping: the configs' in order, then pass-through options, then the grid.
+
+    ``null`` unsets a key (the entry's default applies), as in ``wdlab fit``.
+    """
+    options: dict[str, Any] = {}
+    for path in spec.configs:
+        content = yaml.safe_load(path.read_text()) or {}
+        model = content.get("model") if isinstance(content, dict) else None
+        optimizer = model.get("optimizer") if isinstance(model, dict) else None
+        if isinstance(optimizer, dict):
+            options.update(optimizer)
+    given = [(key, yaml.safe_load(text) if text else None) for key, text in _option_pairs(spec.passthrough)]
+    for key, value in [*given, *zip(spec.keys, cell, strict=True)]:
+        if key == OPTIMIZER_KEY and isinstance(value, dict):
+            options.update(value)
+        elif key.startswith(OPTIMIZER_KEY + "."):
+            options[key.removeprefix(OPTIMIZER_KEY + ".")] = value
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def cell_identity(spec: SweepSpec, cell: tuple[Any, ...]) -> dict[str, Any]:
+    """``optimizer`` (registry name), ``decoupled`` (the entry's flag) and ``decay_scaling`` of a cell.
+
+    A name missing from the configs or from :data:`wdlab.optim.REGISTRY` leaves the flag and the scaling
+    out (unknown); an L2 entry has no decay scaling.
+    """
+    from wdlab.optim import REGISTRY  # loads torch: only when cells are created or their rows written
+
+    options = optimizer_options(spec, cell)
+    name = options.get("name")
+    entry = REGISTRY.get(name) if isinstance(name, str) else None
+    identity: dict[str, Any] = {"optimizer": name} if isinstance(name, str) else {}
+    if entry is not None:
+        identity["decoupled"] = entry.decoupled
+        scaling = options.get("decay_scaling", entry.decay_scaling) if entry.decoupled else None
+        if scaling is not None:
+            identity["decay_scaling"] = scaling
+    return identity
+
+
+# -- where it runs ---------------------------------------------------------------------------------
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use (``CUDA_VISIBLE_DEVICES`` if set, else every device)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # no usable CUDA: CPU cells
+        return []
+
+
+def cell_environment(gpus: Sequence[str], slot: int, jobs: int) -> dict[str, str]:
+    """The environment of the cell in ``slot``: its GPU in turn, or its share of the cores on CPU."""
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    elif "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+# -- the process -----------------------------------------------------------------------------------
+def run_cell(command: Sequence[str], run_dir: Path, env: dict[str, str], stop: threading.Event) -> tuple[int, float]:
+    """Run ``command`` logged to ``run_dir/cell.log``; SIGTERM it once ``stop`` is set. -> (exit status, seconds)."""
+    start = time.monotonic()
+    with (run_dir / CELL_LOG).open("ab") as log:
+        placement = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env)
+        log.write(f"\n$ {placement + ' ' if placement else ''}{' '.join(command)}\n".encode())
+        log.flush()
+        # Own session: Ctrl-C reaches only the sweep, which then stops the cells with SIGTERM
+        # (they save last.ckpt at the end of the batch) instead of killing them mid-write.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        while process.poll() is None:
+            if stop.is_set():
+                try:
+                    process.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                process.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                pass
+    return process.returncode, time.monotonic() - start
+
+
+# -- what it left behind ---------------------------------------------------------------------------
+@dataclass
+class CellResult:
+    final_test_err: float
+    best_test_err: float | None
+    final_train_loss: float | None
+    epochs: int | None
+    optimizer: str | None
+
+
+class CellFailed(RuntimeError):
+    """A cell that ended without a result (the message is recorded in the study and results.csv)."""
+
+
+def read_cell_result(run_dir: Path) -> CellResult:
+    """The results of a finished cell from its TensorBoard events and saved config.yaml."""
+    scalars = read_scalars(run_dir)
+    test = scalars.get("test/err")
+    if not test:
+        raise CellFailed("the run ended without a test/err (stopped before the end?); re-run the sweep to resume it")
+    config: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    data_args = (config.get("data") or {}).get("init_args") or {}
+    evaluates_test_set = not data_args.get("val_split")  # then val/err is the test error per epoch
+    val = [v for _, v in scalars.get("val/err", [])]
+    loss = scalars.get("train/loss", [])
+    epochs = epoch_of_step(scalars).get(loss[-1][0]) if loss else None
+    return CellResult(
+        final_test_err=test[-1][1],
+        best_test_err=min([*val, test[-1][1]]) if evaluates_test_set else None,
+        final_train_loss=loss[-1][1] if loss else None,
+        epochs=epochs,
+        optimizer=((config.get("model") or {}).get("optimizer") or {}).get("name"),
+    )
+
+
+def error_from_log(log: Path, returncode: int) -> str:
+    """The most telling line of a failed cell's log: wdlab's own error line, else the exception."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if line.startswith(("wdlab: error:", "error:")):  # wdlab's own line; jsonargparse's parse errors
+            return line
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line):
+            return line
+    return f"exit status {returncode}; see {log}"
