@@ -8,6 +8,7 @@ ensemble                        :mod:`wdlab.cli.ensemble`
 sweep                           :mod:`wdlab.cli.sweep`
 report                          :mod:`wdlab.cli.report`
 optimizers                      :mod:`wdlab.cli.optimizers`
+decay-of                        :mod:`wdlab.cli.decay_of`
 ==============================  =====================================================
 
 Each command module has ``main(argv) -> int`` and reports bad input through the one error handler
@@ -35,6 +36,7 @@ COMMANDS = {
     "sweep": "sweep",
     "report": "report",
     "optimizers": "optimizers",
+    "decay-of": "decay_of",
 }
 
 USAGE = """usage: wdlab [--version] <command> [args]
@@ -51,6 +53,7 @@ commands:
   report       heatmaps with coupling numbers from sweeps, learning/anytime curves from runs:
                wdlab report DIR... [--out OUT]
   optimizers   list the optimizer registry: entries, defaults, schedule and decay parameterization
+  decay-of     which weight decay an optimizer applies: wdlab decay-of torch.optim.AdamW --lr 1e-3 --weight_decay 0.01
 
 Resume a run: the same command plus --ckpt_path last (or --ckpt_path auto in job scripts that are
 re-queued); runs live in runs/<logger name>/ (config.yaml, checkpoints/, snapshots/, TensorBoard events).
