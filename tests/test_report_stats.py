@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_tables import LOG2_DECAYS, LOG2_LRS, ORIGINAL_COLUMNS, diagonal, report, vertical, write_sweep
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
@@ -27,74 +27,7 @@ from wdlab.experiments.coupling import (
 )
 from wdlab.experiments.heatmaps import decay_type_of, heatmaps_from_table
 from wdlab.experiments.plots import plot_heatmaps
-from wdlab.experiments.results import read_results, write_results
-
-GRID = ["model.optimizer.lr", "model.optimizer.weight_decay"]
-LOG2_LRS = tuple(range(-7, -2))  # 5 rows
-LOG2_DECAYS = tuple(range(-12, -5))  # 7 columns: 2^-12 .. 2^-6
-ORIGINAL_COLUMNS = ["panel", "metric", "slope", "top_k_correlation", "rows", "top_k", "best", "best_lr", "best_decay"]
-
-Error = Callable[[float, float], float]  # (log2 lr, log2 decay or None for decay 0) -> mean test error
-
-
-def write_sweep(
-    path: Path,
-    optimizer: str,
-    error: Error,
-    spread: Callable[[int, int, int], float] | float = 0.0,
-    seeds: int = 3,
-    log2_lrs: tuple[int, ...] = LOG2_LRS,
-    log2_decays: tuple[float | None, ...] = LOG2_DECAYS,
-    failed: tuple[tuple[int, float | None], ...] = (),
-) -> Path:
-    """A sweep's results.csv: each cell's seeds are its mean plus offsets that sum to 0 over the seeds.
-
-    ``spread``: the offsets' size (seeds get -s, ..., +s symmetrically), or a function (row, column,
-    seed) -> offset. ``failed``: cells (log2 lr, log2 decay) whose every seed failed.
-    """
-    rows = []
-    for i, a in enumerate(log2_lrs):
-        for j, d in enumerate(log2_decays):
-            decay = 0.0 if d is None else 2.0 ** float(d)
-            for seed in range(seeds):
-                if callable(spread):
-                    offset = spread(i, j, seed)
-                else:
-                    offset = spread * (np.linspace(-1.0, 1.0, seeds)[seed] if seeds > 1 else 0.0)
-                record = {
-                    "optimizer": optimizer,
-                    "state": "failed" if (a, d) in failed else "complete",
-                    "final_test_err": None if (a, d) in failed else error(a, d) + offset,
-                    "best_test_err": None,
-                    "final_train_loss": 0.1,
-                    "epochs": 10,
-                    "wall_s": 1.0,
-                    "run_dir": f"runs/{optimizer}/{i}_{j}_{seed}",
-                }
-                rows.append(((2.0 ** float(a), decay, seed), record))
-    path.mkdir(parents=True, exist_ok=True)
-    return write_results(path / "results.csv", GRID, rows)
-
-
-def report(paths: list[Path], out: Path, capsys, *extra: str) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
-    """Run ``wdlab report``; returns coupling.csv's rows, optima.csv's rows and stdout."""
-    assert main(["report", *map(str, paths), "--out", str(out), *extra]) == 0
-    printed = capsys.readouterr().out
-    with (out / "coupling.csv").open(newline="") as handle:
-        coupling_rows = list(csv.DictReader(handle))
-    with (out / "optima.csv").open(newline="") as handle:
-        optima_rows = list(csv.DictReader(handle))
-    return coupling_rows, optima_rows, printed
-
-
-def diagonal(a: float, d: float | None) -> float:
-    """L2-like: the best decay is 2^(-14 - log2 lr), only the product matters."""
-    return 0.30 if d is None else 0.20 + 0.01 * (a + d + 14) ** 2 + 0.002 * (a + 5) ** 2
-
-
-def vertical(a: float, d: float | None) -> float:
-    """Decoupled: the best decay is 2^-9 at every lr."""
-    return 0.30 if d is None else 0.20 + 0.01 * (d + 9) ** 2 + 0.002 * (a + 5) ** 2
+from wdlab.experiments.results import read_results
 
 
 # -- slope, interval and verdict on known answers -------------------------------------------------
