@@ -55,7 +55,7 @@ def _signed(value: float) -> str:
 
 def _panel_title(heatmap: Heatmap, stats: Coupling) -> str:
     kind = {"L2": " (L2)", "decoupled": " (decoupled)"}.get(stats.decay_type, "")
-    seeds = f"{stats.seeds} seed" + ("s" if stats.seeds != 1 else "")
+    seeds = f"{heatmap.seeds} seed" + ("s" if heatmap.seeds != 1 else "")  # the panel's; the slope's may be fewer
     primary = stats.primary
     interval = f"95% [{_signed(primary.lo)}, {_signed(primary.hi)}]" if primary.defined else "no interval"
     lines = [

@@ -213,9 +213,9 @@ def describe_panel(heatmap: Heatmap, stats: Coupling, basin_points: float = BASI
     """The printed lines of one panel (``wdlab sweep`` and ``wdlab report``)."""
     units = " pp" if heatmap.scale == 100 else ""
     headroom = heatmap.headroom()
-    seeds = f"{stats.seeds} seed{'s' if stats.seeds != 1 else ''}"
+    seeds = f"{heatmap.seeds} seed{'s' if heatmap.seeds != 1 else ''}"
     lines = [
-        f"{heatmap.title}: coupling slope {stats.slope:+.2f} ({stats.rows} of {len(heatmap.lrs)} lr rows used), "
+        f"{heatmap.title}: coupling slope {_signed(stats.slope)} ({stats.rows} of {len(heatmap.lrs)} lr rows used), "
         f"top-{stats.top_k} correlation {_signed(stats.correlation)}, {seeds}",
     ]
     for kind in INTERVALS:
