@@ -12,6 +12,7 @@
 #                         whose pip then installs from it only (--network host for this build alone)
 #   WDLAB_PIP_INDEX_URL   the build's package index instead of PyPI (a mirror, or a CPU-only torch index)
 #   WDLAB_BUILD_NETWORK   the build's network (e.g. host) when the default one cannot reach the index
+#   WDLAB_WHEELHOUSE_PORT the port it is served on (default 38517)
 #   WDLAB_SMOKE_TAG       the image name (default wdlab-smoke); WDLAB_SMOKE_DIR the work folder (default: new)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,11 +59,19 @@ if [[ "$engine" == docker ]]; then export DOCKER_BUILDKIT=1; fi
 done_step "$("$engine" --version), base $BASE_IMAGE"
 
 # ------------------------------------------------------------------------------------------------- build
-build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+# What pip installs from the bind-mounted source, hashed: older buildah would reuse a stale install layer.
+# (README.md is only the package's description.)
+source_hash=$(find pyproject.toml wdlab docker/install.sh docker/constraints.txt -type f \
+    ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "WDLAB_SOURCE=$source_hash")
 route="the index pip is configured with inside the build (PyPI by default)"
 if [[ -n "${WDLAB_WHEELHOUSE:-}" ]]; then
     [[ -d "$WDLAB_WHEELHOUSE" ]] || { step=build; fail "WDLAB_WHEELHOUSE=$WDLAB_WHEELHOUSE is not a folder"; }
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # A fixed port: the address is a build argument, and a new one would void the install layer's cache.
+    port="${WDLAB_WHEELHOUSE_PORT:-38517}"
+    if python3 -c "import socket, sys; sys.exit(socket.socket().connect_ex(('127.0.0.1', $port)) != 0)"; then
+        step=build; fail "port $port on 127.0.0.1 is taken; set WDLAB_WHEELHOUSE_PORT to a free one"
+    fi
     python3 -m http.server --bind 127.0.0.1 --directory "$WDLAB_WHEELHOUSE" "$port" >/dev/null 2>&1 &
     server_pid=$!
     build_args+=(--network host --build-arg "PIP_NO_INDEX=1" --build-arg "PIP_FIND_LINKS=http://127.0.0.1:$port/")
@@ -149,7 +158,9 @@ containers+=("$name")
     -v "$PWD/runs:/workspace/runs" "$tag-uid" "${quickstart[@]}" --trainer.enable_progress_bar true \
     --trainer.logger.init_args.name stopped > /dev/null
 for _ in $(seq 600); do  # until the first training batches have run (the progress bar shows "Epoch 0: ...")
-    if "$engine" logs "$name" 2>&1 | grep -qE 'Epoch 0: +[^0 ]'; then break; fi
+    # grep without -q: an early exit would fail the pipe (pipefail) although it matched
+    if "$engine" logs "$name" 2>&1 | grep -E 'Epoch 0: +[^0 ]' > /dev/null; then break; fi
+    [[ "$("$engine" inspect --format '{{.State.Running}}' "$name")" == true ]] || break
     sleep 0.5
 done
 "$engine" stop -t 120 "$name" > /dev/null
