@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
 
 from wdlab.cli.sweep import split_passthrough
 from wdlab.experiments.results import read_scalars
@@ -57,6 +61,18 @@ def results(out: Path) -> list[dict[str, str]]:
 def commands_run(cell_dir: Path) -> int:
     """How many times the sweep started this cell (each start appends its command line to cell.log)."""
     return sum(line.startswith("$ ") for line in (cell_dir / "cell.log").read_text().splitlines())
+
+
+def lost_cells(study: optuna.Study, grid: dict[str, list[float]]) -> None:
+    """The two losses of earlier versions, seed 0: the first grid point's cell killed, then pruned as a
+    duplicate (a second worker had picked it); the second one pruned twice (two workers picked it at once
+    and each pruned itself). Built with Optuna's own API, as those versions left them."""
+    space = {key: CategoricalDistribution(values) for key, values in {**grid, "seed_everything": [0]}.items()}
+    first, second = itertools.islice(itertools.product(*grid.values()), 2)
+    for state, point in ((TrialState.FAIL, first), (TrialState.PRUNED, first), (TrialState.PRUNED, second),
+                         (TrialState.PRUNED, second)):  # fmt: skip
+        params = {**dict(zip(grid, point, strict=True)), "seed_everything": 0}
+        study.add_trial(create_trial(state=state, params=params, distributions=space))
 
 
 @pytest.fixture
@@ -154,12 +170,16 @@ def test_failing_cell_is_recorded_and_rerun_on_the_next_invocation(base: Path, t
     out = tmp_path / "sweep"
     # base_width 0 is rejected by the model: that cell fails, the other one still runs
     args = ["--config", str(base), "--grid", "model.net.init_args.base_width=4,0", "--out", str(out)]
-    first = sweep(args, cwd=tmp_path)
+    first = sweep(args, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "WDLAB_PROGRESS": "1"})
     assert first.returncode == 1, first.stderr
     assert "1/2 cells done, 1 failed" in first.stderr
+    # the progress bar: cells done / total, [elapsed<remaining], and the failures so far
+    assert re.search(r"sweep: .*\b1/2 \[[\d:]+<[\d:?]+, .*failed=1\]", first.stderr), first.stderr
     good, bad = results(out)
     assert good["state"] == "complete" and good["error"] == ""
     assert bad["state"] == "failed" and bad["final_test_err"] == ""
+    for row in (good, bad):  # a failed cell's row still says what it is
+        assert (row["optimizer"], row["decoupled"], row["decay_scaling"]) == ("sgdw", "1", "schedule"), row
     assert "base_width" in bad["error"]  # the cell's own one-line error, from its log
     assert "base_width" in (out / "base_width_0__seed_0" / "cell.log").read_text()
 
@@ -202,6 +222,9 @@ def test_interrupted_sweep_resumes_the_interrupted_cell_from_its_checkpoint(base
     rows = {r["model.optimizer.lr"]: r for r in results(out)}
     assert rows[first]["state"] == "failed" and "interrupted" in rows[first]["error"]
     assert rows[second]["state"] == "pending"
+    assert (rows[second]["optimizer"], rows[second]["decoupled"], rows[second]["decay_scaling"]) == ("sgdw", "1",
+                                                                                                   "schedule")
+    assert "Traceback" not in stderr
 
     again = sweep(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -232,6 +255,7 @@ def test_ctrl_c_stops_the_cells_at_a_batch_end_and_exits_130(base: Path, tmp_pat
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the sweep (the cells run in their own sessions)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
     assert "stopped; re-run the same command to resume" in stderr
     states = sorted(r["state"] for r in results(out))
     assert states == ["failed", "pending"], states
