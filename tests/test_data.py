@@ -842,7 +842,61 @@ def test_readers_do_not_import_lightning():
     import sys
 
     code = (
-        "import sys, wdlab.data.cifar, wdlab.data.imagenet32, wdlab.data.builtin, wdlab.data.augment, "
-        "wdlab.data.tensors; assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
+        "import sys, wdlab.data.cifar, wdlab.data.imagenet32, wdlab.data.mnist, wdlab.data.builtin, "
+        "wdlab.data.augment, wdlab.data.tensors, wdlab.data.device; assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ------------------------------------------------------------------- the command line sees every option
+#: ImageDataModule's options: (type, default) as ``--data.help`` prints them.
+SHARED_OPTIONS = {
+    "batch_size": ("int", "128"), "val_split": ("int", "0"), "eval_batch_size": ("int | null", "null"),
+    "augment": ("bool", "True"), "seed": ("int", "0"), "num_workers": ("int", "0"),
+    "channels_last": ("bool | null", "null"), "on_device": ("bool | null", "null"),
+}
+#: Each datamodule's own options, and whether it needs --data.root.
+OWN_OPTIONS = {
+    "CIFAR10DataModule": {"root": ("str", None), "verify_checksums": ("bool", "True")},
+    "ImageNet32DataModule": {"root": ("str", None), "cache_dir": ("str | null", "null")},
+    "MNISTDataModule": {"root": ("str", None)},
+    "FashionMNISTDataModule": {"root": ("str", None)},
+    "BuiltinDataModule": {"num_train": ("int", "2000"), "num_test": ("int", "2000")},
+}
+
+
+def _cli_output(capsys, *args: str) -> str:
+    from wdlab.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(["fit", *args])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    return captured.out
+
+
+@pytest.mark.parametrize("name", sorted(OWN_OPTIONS))
+def test_help_and_print_config_list_every_data_option_of_a_subclass(name, capsys):
+    """The subclasses take the shared options as **kwargs: jsonargparse must follow them to the base class."""
+    import re
+
+    import yaml
+
+    expected = {**OWN_OPTIONS[name], **SHARED_OPTIONS}
+    text = _cli_output(capsys, "--data.help", f"wdlab.data.{name}")
+    listed = {
+        m["name"]: (m["type"], m["default"])
+        for m in re.finditer(r"--data\.(?P<name>\w+)[^\n(]*\s*\((?:required, )?type: (?P<type>[^,)]+)"
+                             r"(?:, default: (?P<default>[^)]+))?\)", text)
+    }
+    assert listed == expected
+    root = ["--data.root", "somewhere"] if "root" in expected else []
+    config = yaml.safe_load(_cli_output(capsys, "--data", f"wdlab.data.{name}", *root, "--print_config"))
+    init_args = config["data"]["init_args"]
+    assert set(init_args) == set(expected)
+    for option, (_type, default) in expected.items():
+        if default is not None:
+            assert init_args[option] == yaml.safe_load(default), option
