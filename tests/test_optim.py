@@ -12,10 +12,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from optim_reference import adam_reference, sgd_reference, sgdr_eta, sgdr_period_length
+from optim_reference import (
+    adam_reference,
+    muonw_reference,
+    nadam_reference,
+    radam_reference,
+    sgd_reference,
+    sgdr_eta,
+    sgdr_period_length,
+)
 
 from wdlab import testing
-from wdlab.optim import REGISTRY, SGDW, AdamW, build_optimizer, param_groups
+from wdlab.optim import REGISTRY, SGDW, AdamW, MuonW, NAdamW, RAdamW, build_optimizer, param_groups
+from wdlab.optim.spec import takes_argument
 from wdlab.testing import CHECKS, check_optimizer, noisy_quadratic
 
 ENTRIES = sorted(REGISTRY)
@@ -24,9 +33,15 @@ ENTRIES = sorted(REGISTRY)
 SPE, T0, T_MULT = 10, 2, 2
 
 
+#: Entries whose class is not torch's Adam/SGD family, with their references (all decoupled).
+WRAPPED_REFERENCES = {RAdamW: radam_reference, NAdamW: nadam_reference, MuonW: muonw_reference}
+
+
 def reference_for(name: str) -> testing.ReferenceRun:
     """The independent float64 reference of a built-in entry, bound to what its capability fields say."""
     spec = REGISTRY[name]
+    if spec.optimizer_class in WRAPPED_REFERENCES:
+        return WRAPPED_REFERENCES[spec.optimizer_class]
     ref = adam_reference if "betas" in spec.hyperparameters else sgd_reference
     # adamc / sgdc: decay eta_t^2 * lambda
     return functools.partial(ref, decoupled=spec.decoupled, corrected=spec.decay_scaling == "corrected")
@@ -36,16 +51,26 @@ def battery_lr(name: str) -> float:
     return 0.01 if "betas" in REGISTRY[name].hyperparameters else 0.02
 
 
+def battery_shapes(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """muonw: the decayed parameter a convolution kernel (Muon's, as a 2 x 4 matrix), the other a vector (AdamW's)."""
+    return ((2, 2, 1, 2), (4,)) if REGISTRY[name].optimizer_class is MuonW else testing.SHAPES
+
+
+KERNELS = [(name, fused) for name in ENTRIES for fused in (None, True)
+           if fused is None or takes_argument(REGISTRY[name].optimizer_class, "fused")]
+
+
 @pytest.mark.parametrize("check", CHECKS)
-@pytest.mark.parametrize("fused", [None, True], ids=["default-kernel", "fused-kernel"])
-@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize(("name", "fused"), KERNELS,
+                         ids=[f"{name}-{'fused' if fused else 'default'}-kernel" for name, fused in KERNELS])
 def test_every_entry_passes_the_battery(name, fused, check):
     """Each check of wdlab.testing.check_optimizer, with the entry's default kernel and with the fused one (what
     wdlab uses on CUDA; torch runs it on CPU too): 250 steps across three restarts against the paper's equations
     (rel. err <= 1e-9) and the comparison's sensitivity to a 1 % different lambda, float32/bfloat16, a state_dict
     round trip through torch.save/torch.load(weights_only=True), the zero-gradient decay product for every
     decay_scaling and lr 1e-4 / 0.01 / 1, per-group settings, and bad values refused."""
-    check_optimizer(name, reference=reference_for(name), lr=battery_lr(name), fused=fused, checks=(check,))
+    check_optimizer(name, reference=reference_for(name), lr=battery_lr(name), fused=fused, checks=(check,),
+                    shapes=battery_shapes(name))
 
 
 def test_the_battery_hands_references_the_reference_schedule():
@@ -65,6 +90,10 @@ def test_converges_on_a_small_regression(name):
     y = x @ w_true
     model = torch.nn.Linear(10, 1)
     lr = 0.02 if "betas" in REGISTRY[name].hyperparameters else 0.05
+    if REGISTRY[name].optimizer_class is MuonW:  # a 1 x 10 weight: Muon's step is 0.2 sqrt(10) lr in norm
+        lr = 0.1
+    elif REGISTRY[name].optimizer_class is RAdamW:  # rectification: r_t ~ sqrt(t / rho_inf) ~ 0.25 over 120 steps
+        lr = 0.1
     restarts = {"t0_epochs": 5, "t_mult": 2} if REGISTRY[name].schedule == "warm_restarts" else {}
     opt, sched = build_optimizer(
         name, model.parameters(), steps_per_epoch=8, max_epochs=15, batch_size=32, num_train=256, lr=lr, **restarts
@@ -277,7 +306,10 @@ def test_build_optimizer_passes_fused_only_when_given():
             params = [torch.nn.Parameter(torch.zeros(3))]
             opt, _ = build_optimizer(name, params, steps_per_epoch=1, max_epochs=100, batch_size=1, num_train=10,
                                      fused=fused)
-            assert opt.param_groups[0]["fused"] == fused, (name, fused)
+            if takes_argument(REGISTRY[name].optimizer_class, "fused"):
+                assert opt.param_groups[0]["fused"] == fused, (name, fused)
+            else:  # a class without a fused kernel runs its own
+                assert "fused" not in opt.param_groups[0], name
     with pytest.raises(ValueError, match="foreach and fused"):
         SGDW([torch.nn.Parameter(torch.zeros(2))], lr=0.1, foreach=True, fused=True)
 

@@ -25,6 +25,7 @@ import torch
 from optim_reference import sgd_reference
 
 from wdlab.optim import REGISTRY, SGDW, OptimizerSpec, build_optimizer, register, registry, resolve_hyperparameters
+from wdlab.optim.store import OptimizerRegistry
 from wdlab.testing import CHECKS, check_optimizer
 
 TESTS = Path(__file__).resolve().parent
@@ -171,15 +172,9 @@ def demo(site) -> ModuleType:
 
 @pytest.fixture(autouse=True)
 def restore_registry():
-    """Every test leaves the registry as it found it."""
-    len(REGISTRY)  # load this environment's entry points before the snapshot
-    saved = [dict(registry._entries), dict(registry._origins), dict(registry._unavailable)]
-    loaded = registry._entry_points_loaded
-    yield
-    for target, content in zip((registry._entries, registry._origins, registry._unavailable), saved, strict=True):
-        target.clear()
-        target.update(content)
-    registry._entry_points_loaded = loaded
+    """Every test leaves the default registry as it found it (tests of the registry itself use a fresh one)."""
+    with REGISTRY.restoring():
+        yield
 
 
 def wdlab(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -442,11 +437,8 @@ def test_check_optimizer_refuses_what_it_cannot_check(demo):
 
 # -- entry points ------------------------------------------------------------------------------------------------
 def test_entry_point_loading_skips_what_is_broken_and_keeps_the_rest(demo, monkeypatch):
-    """In process, with entry points handed in: a factory, a module that registers itself while it is imported,
+    """A fresh registry, with entry points handed in: a factory, a module that registers itself while it is loaded,
     one name declared twice, a clash with a built-in; each problem is one warning, and asking for it says why."""
-    registers_itself = ModuleType("wdlab_registers_itself")  # as if its import had called register()
-    registers_itself.SPEC = register(OptimizerSpec("selfreg", demo.Lion, True, ("betas",), demo.DEFAULTS, "self"))
-    monkeypatch.setitem(sys.modules, "wdlab_registers_itself", registers_itself)
     group = registry.ENTRY_POINT_GROUP
     found = [
         importlib.metadata.EntryPoint("lion", "wdlab_lion_demo:LION", group),
@@ -458,24 +450,43 @@ def test_entry_point_loading_skips_what_is_broken_and_keeps_the_rest(demo, monke
         importlib.metadata.EntryPoint("adamw", "wdlab_lion_demo:LION", group),
         importlib.metadata.EntryPoint("notspec", "wdlab_lion_demo:DEFAULTS", group),
     ]
-    monkeypatch.setattr(registry.importlib.metadata, "entry_points",
-                        lambda group: [ep for ep in found if ep.group == group])
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    fresh = OptimizerRegistry(registry.BUILTIN, entry_points=lambda group: [ep for ep in found if ep.group == group])
+    selfreg = OptimizerSpec("selfreg", demo.Lion, True, ("betas",), demo.DEFAULTS, "self")
+    registers_itself = ModuleType("wdlab_registers_itself")  # its SPEC registers itself as the entry point loads it
+
+    def module_attribute(attribute: str) -> OptimizerSpec:
+        if attribute != "SPEC":
+            raise AttributeError(attribute)
+        return fresh.register(selfreg)
+
+    registers_itself.__getattr__ = module_attribute  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "wdlab_registers_itself", registers_itself)
+    before = list(REGISTRY)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        names = list(REGISTRY)
+        names = list(fresh)
     assert names[: len(registry.BUILTIN)] == list(registry.BUILTIN)
     assert {"lion", "lionc", "selfreg"} <= set(names) and "twice" not in names and "notspec" not in names
-    assert REGISTRY["lion"] is demo.LION and REGISTRY["adamw"] is registry.BUILTIN["adamw"]
-    assert registry.origin_of("lion").startswith("entry point") and registry.origin_of("selfreg").startswith("entry")
-    unavailable = registry.unavailable_entries()
+    assert fresh["lion"] is demo.LION and fresh["adamw"] is registry.BUILTIN["adamw"]
+    assert fresh["selfreg"] is selfreg
+    assert fresh.origin_of("lion").startswith("entry point") and fresh.origin_of("selfreg").startswith("entry")
+    unavailable = fresh.unavailable_entries()
     assert set(unavailable) == {"twice", "adamw", "notspec"}
     assert "several distributions declare entry point 'twice'" in unavailable["twice"]
     assert "it gives an entry named 'lion'" in unavailable["adamw"]
     assert "it gives dict, not an OptimizerSpec" in unavailable["notspec"]
     assert len(caught) == 3 and all("wdlab skipped optimizer" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match="optimizer 'twice' is not available: several distributions"):
-        resolve_hyperparameters("twice", {})
+        fresh.resolve_hyperparameters("twice", {})
+    assert list(REGISTRY) == before and "lionc" not in REGISTRY  # the default registry saw none of it
+
+
+def test_restoring_gives_back_the_registry_as_it_was(demo):
+    before = list(REGISTRY)
+    with REGISTRY.restoring():
+        register(demo.LION)
+        assert "lion" in REGISTRY and registry.origin_of("lion") == "register()"
+    assert list(REGISTRY) == before and "lion" not in REGISTRY
 
 
 def test_wdlab_optimizers_lists_entry_points_and_names_the_broken_ones(site, tmp_path):

@@ -73,6 +73,7 @@ MAX_EPOCHS = T0_EPOCHS * 15  # 30 = 2 + 4 + 8 + 16: a period end
 STEPS = 250
 BATCH_SIZE, NUM_TRAIN = 100, 1000  # only normalized decay reads them
 SIZES = (7, 5)  # the two parameter groups of the reference run
+SHAPES = ((7,), (5,))  # their default shapes (check_optimizer(shapes=...) may lay the same 12 numbers out otherwise)
 WEIGHT_DECAY, WEIGHT_DECAY_NORM = 0.05, 0.5  # large enough that decay visibly acts within 250 steps
 TOLERANCE = 1e-9
 LOW_PRECISION = {torch.float32: 1e-4, torch.bfloat16: 0.1}
@@ -86,6 +87,7 @@ def check_optimizer(
     lr: float | None = None,
     fused: bool | None = None,
     checks: Iterable[str] = CHECKS,
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] = SHAPES,
 ) -> None:
     """Run the battery on ``spec`` (an entry or a registry name); AssertionError with a clear message on failure.
 
@@ -100,6 +102,9 @@ def check_optimizer(
         fused: the kernel, as :func:`wdlab.optim.build_optimizer` takes it (``True``: the fused one, which
             torch also runs on CPU); every run uses it.
         checks: a subset of :data:`CHECKS` (default: all).
+        shapes: the shapes of the two parameters of the ``reference`` and ``low_precision`` runs (default: vectors
+            of 7 and 5), e.g. ``((2, 2, 1, 2), (4,))`` for an optimizer that treats matrices apart; 12 numbers in
+            all. The reference is handed each parameter in its shape.
     """
     if isinstance(spec, str):
         if spec not in REGISTRY:
@@ -116,10 +121,15 @@ def check_optimizer(
     if fused is not None and not takes_argument(spec.optimizer_class, "fused"):
         raise ValueError(f"check_optimizer: fused={fused}, but {spec.optimizer_class.__name__} takes no fused "
                          f"argument (build_optimizer then runs its own kernel); check it with fused=None")
+    shapes = tuple(tuple(shape) for shape in shapes)  # type: ignore[assignment]
+    if len(shapes) != 2 or sum(math.prod(shape) for shape in shapes) != sum(SIZES) or any(
+            not shape or min(shape) < 1 for shape in shapes):
+        raise ValueError(f"check_optimizer: shapes must be two shapes of {sum(SIZES)} numbers in all, e.g. "
+                         f"{SHAPES}; got {shapes!r}")
     if reference is not None and "reference" in checks:
-        _check_reference(spec, reference, lr, fused)
+        _check_reference(spec, reference, lr, fused, shapes)
     if reference is not None and "low_precision" in checks:
-        _check_low_precision(spec, reference, lr, fused)
+        _check_low_precision(spec, reference, lr, fused, shapes)
     if "round_trip" in checks:
         _check_round_trip(spec, fused)
     if spec.decoupled and "zero_gradient" in checks:
@@ -205,37 +215,41 @@ def _build(spec: OptimizerSpec, params: Any, *, fused: bool | None, **overrides:
 # -- reference -------------------------------------------------------------------------------------------------
 def _run(spec: OptimizerSpec, theta0: np.ndarray, grad: Callable[[np.ndarray, int], np.ndarray], lr: float,
          fused: bool | None, *, dtype: torch.dtype = torch.float64, steps: int = STEPS,
-         ) -> tuple[list[np.ndarray], torch.optim.Optimizer]:
-    a = torch.tensor(theta0[: SIZES[0]], dtype=dtype)
-    b = torch.tensor(theta0[SIZES[0]:], dtype=dtype)
+         shapes: Sequence[tuple[int, ...]] = SHAPES) -> tuple[list[np.ndarray], torch.optim.Optimizer]:
+    k = math.prod(shapes[0])
+    a = torch.tensor(theta0[:k], dtype=dtype).reshape(shapes[0])
+    b = torch.tensor(theta0[k:], dtype=dtype).reshape(shapes[1])
     params = [torch.nn.Parameter(a), torch.nn.Parameter(b)]
     # Second group: half the learning rate, no decay (per-group settings must be honoured).
     groups = [{"params": [params[0]]}, {"params": [params[1]], "lr": lr / 2, "weight_decay": 0.0}]
     opt, sched = _build(spec, groups, fused=fused, **_restart_overrides(lr), **_decay_overrides(spec)[0])
     trajectory = []
     for step in range(steps):
-        theta = torch.cat([p.detach() for p in params]).double().numpy()
+        theta = torch.cat([p.detach().reshape(-1) for p in params]).double().numpy()
         g = torch.tensor(grad(theta, step))
-        params[0].grad = g[: SIZES[0]].to(dtype)
-        params[1].grad = g[SIZES[0]:].to(dtype)
+        params[0].grad = g[:k].to(dtype).reshape(shapes[0])
+        params[1].grad = g[k:].to(dtype).reshape(shapes[1])
         opt.step()
         sched.step()
-        trajectory.append(torch.cat([p.detach() for p in params]).double().numpy().copy())
+        trajectory.append(torch.cat([p.detach().reshape(-1) for p in params]).double().numpy().copy())
     return trajectory, opt
 
 
 def _reference_run(spec: OptimizerSpec, reference: ReferenceRun, theta0: np.ndarray,
-                   grad: Callable[[np.ndarray, int], np.ndarray], lr: float, lam_value: float) -> list[np.ndarray]:
-    k, n = SIZES[0], len(theta0)
+                   grad: Callable[[np.ndarray, int], np.ndarray], lr: float, lam_value: float,
+                   shapes: Sequence[tuple[int, ...]] = SHAPES) -> list[np.ndarray]:
+    k, n = math.prod(shapes[0]), len(theta0)
     # The two groups are independent coordinates, so each is its own reference run.
-    first = reference(theta0[:k], lambda th, s: grad(np.concatenate([th, np.zeros(n - k)]), s)[:k], STEPS,
-                      alpha=lr, eta=sgdr_eta, lam=lambda s: _lambda(spec, lam_value, s))
-    second = reference(theta0[k:], lambda th, s: grad(np.concatenate([np.zeros(k), th]), s)[k:], STEPS,
-                       alpha=lr / 2, eta=sgdr_eta, lam=lambda s: 0.0)
+    first = reference(theta0[:k].reshape(shapes[0]),
+                      lambda th, s: grad(np.concatenate([th.ravel(), np.zeros(n - k)]), s)[:k].reshape(shapes[0]),
+                      STEPS, alpha=lr, eta=sgdr_eta, lam=lambda s: _lambda(spec, lam_value, s))
+    second = reference(theta0[k:].reshape(shapes[1]),
+                       lambda th, s: grad(np.concatenate([np.zeros(k), th.ravel()]), s)[k:].reshape(shapes[1]),
+                       STEPS, alpha=lr / 2, eta=sgdr_eta, lam=lambda s: 0.0)
     if len(first) != STEPS or len(second) != STEPS:
         _fail(spec, "reference", f"the reference returned {len(first)} and {len(second)} states for {STEPS} steps; "
                                  f"it must return theta after every step")
-    return [np.concatenate([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
+    return [np.concatenate([np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()])
             for x, y in zip(first, second, strict=True)]
 
 
@@ -243,13 +257,14 @@ def _relative_error(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.max(np.abs(x - y)) / np.max(np.abs(y)))
 
 
-def _check_reference(spec: OptimizerSpec, reference: ReferenceRun, lr: float, fused: bool | None) -> None:
+def _check_reference(spec: OptimizerSpec, reference: ReferenceRun, lr: float, fused: bool | None,
+                     shapes: Sequence[tuple[int, ...]]) -> None:
     theta0, grad = noisy_quadratic()
     lam_value = _decay_overrides(spec)[1]
-    ours, opt = _run(spec, theta0, grad, lr, fused)
+    ours, opt = _run(spec, theta0, grad, lr, fused, shapes=shapes)
     if fused is not None and not all(group.get("fused") == fused for group in opt.param_groups):
         _fail(spec, "reference", f"fused={fused} did not reach the parameter groups")
-    ref = _reference_run(spec, reference, theta0, grad, lr, lam_value)
+    ref = _reference_run(spec, reference, theta0, grad, lr, lam_value, shapes)
     for step, (x, y) in enumerate(zip(ours, ref, strict=True)):
         rel = _relative_error(x, y)
         if not rel <= TOLERANCE:
@@ -259,17 +274,18 @@ def _check_reference(spec: OptimizerSpec, reference: ReferenceRun, lr: float, fu
     if not moved > 0.1:
         _fail(spec, "reference", f"the run barely moved (max |theta_T - theta_0| = {moved:.3g} <= 0.1), so the "
                                  f"comparison proves little: pass a larger lr=")
-    wrong = _reference_run(spec, reference, theta0, grad, lr, lam_value * 1.01)
+    wrong = _reference_run(spec, reference, theta0, grad, lr, lam_value * 1.01, shapes)
     if not _relative_error(ours[-1], wrong[-1]) > 1e-6:
         _fail(spec, "reference", "a reference with a 1 % larger lambda matches as well: the comparison cannot see "
                                  "the decay (does the reference use lam(step)?)")
 
 
-def _check_low_precision(spec: OptimizerSpec, reference: ReferenceRun, lr: float, fused: bool | None) -> None:
+def _check_low_precision(spec: OptimizerSpec, reference: ReferenceRun, lr: float, fused: bool | None,
+                         shapes: Sequence[tuple[int, ...]]) -> None:
     theta0, grad = noisy_quadratic()
-    ref = _reference_run(spec, reference, theta0, grad, lr, _decay_overrides(spec)[1])
+    ref = _reference_run(spec, reference, theta0, grad, lr, _decay_overrides(spec)[1], shapes)
     for dtype, tol in LOW_PRECISION.items():
-        ours, opt = _run(spec, theta0, grad, lr, fused, dtype=dtype, steps=LOW_PRECISION_STEPS)
+        ours, opt = _run(spec, theta0, grad, lr, fused, dtype=dtype, steps=LOW_PRECISION_STEPS, shapes=shapes)
         rel = _relative_error(ours[-1], ref[LOW_PRECISION_STEPS - 1])
         if not rel <= tol:
             _fail(spec, "low_precision", f"{dtype}: relative error {rel:.3g} after {LOW_PRECISION_STEPS} steps "

@@ -10,9 +10,12 @@
   torch's weight_decay (= lambda / lr).
 - :func:`predicted_angular_update`, :func:`angular_update`: the rotational equilibrium (Kosson et al. 2024),
   predicted and measured (:mod:`wdlab.optim.equilibrium`).
+- :func:`decoupled`: the paper's decay for any torch optimizer class; :class:`RAdamW`, :class:`NAdamW` and
+  :class:`MuonW` (Muon on the matrices, AdamW on the rest) built with it.
 - :data:`REGISTRY` and :func:`build_optimizer`: ``adam``, ``adamw``, ``adamwr``, ``sgd``, ``sgdw``, ``sgdwr``,
-  ``adamc``, ``sgdc``, and third-party entries added with :func:`register` or through the entry-point group
-  ``wdlab.optimizers`` (:mod:`wdlab.optim.registry`); :func:`wdlab.testing.check_optimizer` tests them.
+  ``adamc``, ``sgdc``, ``radamw``, ``nadamw``, ``muonw``, and third-party entries added with :func:`register` or
+  through the entry-point group ``wdlab.optimizers`` (:mod:`wdlab.optim.registry`);
+  :func:`wdlab.testing.check_optimizer` tests them.
 """
 
 from wdlab.optim import schedules
@@ -25,7 +28,8 @@ from wdlab.optim.decay import (
     param_groups,
     timescale_weight_decay,
 )
-from wdlab.optim.decoupled import SGDW, AdamW, DecoupledWeightDecayMixin
+from wdlab.optim.decoupled import SGDW, AdamW
+from wdlab.optim.decoupling import DecoupledWeightDecayMixin
 from wdlab.optim.equilibrium import (
     adamw_equilibrium_angle,
     angular_update,
@@ -35,10 +39,12 @@ from wdlab.optim.equilibrium import (
     sgd_l2_equilibrium_angle,
     sgdw_equilibrium_angle,
 )
+from wdlab.optim.muon import MuonW
 from wdlab.optim.registry import (
     HYPERPARAMETERS,
     REGISTRY,
     OptimizerConfig,
+    OptimizerRegistry,
     OptimizerSpec,
     build_optimizer,
     register,
@@ -46,6 +52,7 @@ from wdlab.optim.registry import (
 )
 from wdlab.optim.schedules import ScheduledLR, make_schedule
 from wdlab.optim.validation import DECAY_SCALINGS
+from wdlab.optim.wrapped import NAdamW, RAdamW, decoupled
 
 __all__ = [
     "DECAY_SCALINGS",
@@ -55,9 +62,13 @@ __all__ = [
     "AdamW",
     "DecayForms",
     "DecoupledWeightDecayMixin",
+    "MuonW",
+    "NAdamW",
     "NormalizedDecay",
     "OptimizerConfig",
+    "OptimizerRegistry",
     "OptimizerSpec",
+    "RAdamW",
     "ScheduledLR",
     "adamw_equilibrium_angle",
     "angular_update",
@@ -65,6 +76,7 @@ __all__ = [
     "convert_decay",
     "decay_table",
     "decayed_matrices",
+    "decoupled",
     "equilibrium_angle",
     "make_schedule",
     "normalized_weight_decay",

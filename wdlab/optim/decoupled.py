@@ -37,62 +37,14 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
+from wdlab.optim.decoupling import DecoupledWeightDecayMixin, closure_loss, unhooked_step
 from wdlab.optim.validation import (
     check_betas,
-    check_decay_scaling,
     check_eps,
     check_lr,
     check_momentum,
     check_weight_decay,
 )
-
-
-class DecoupledWeightDecayMixin:
-    """What AdamW and SGDW share: the schedule multiplier and the per-step decay.
-
-    Every group records ``initial_lr`` (the lr it was built with, unless a torch LR scheduler
-    already set it) and its ``decay_scaling``. A group's ``weight_decay`` always holds the
-    user's lambda in the group's own convention.
-    """
-
-    param_groups: list[dict[str, Any]]
-
-    def _init_decoupled(self, decay_scaling: str) -> None:
-        check_decay_scaling(decay_scaling)
-        self._default_decay_scaling = decay_scaling
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        param_group.setdefault("decay_scaling", self._default_decay_scaling)
-        check_decay_scaling(param_group["decay_scaling"])
-        super().add_param_group(param_group)  # type: ignore[misc]
-        group = self.param_groups[-1]
-        check_lr(group["lr"])
-        check_weight_decay(group["weight_decay"])
-        group.setdefault("initial_lr", group["lr"])
-
-    @staticmethod
-    def schedule_multiplier(group: dict[str, Any]) -> float:
-        """eta_t = lr_t / initial_lr of the group."""
-        return group["lr"] / group["initial_lr"]
-
-    @classmethod
-    def decay_coefficient(cls, group: dict[str, Any]) -> float:
-        """The decay applied per step to the group's weights, theta <- (1 - coefficient) * theta.
-
-        With eta_t = lr_t / initial_lr and lambda = the group's ``weight_decay``:
-
-            "schedule":  coefficient = eta_t * lambda                (the paper)
-            "lr":        coefficient = lr_t * lambda                 (PyTorch's convention)
-            "corrected": coefficient = eta_t**2 * lambda             (AdamC / SGDC, Defazio et al. 2025)
-                                     = lr_t**2 / lr_max * (lambda / alpha),  lr_max = alpha = initial_lr
-        """
-        scaling = group["decay_scaling"]
-        if scaling == "lr":
-            return group["lr"] * group["weight_decay"]
-        eta = cls.schedule_multiplier(group)
-        if scaling == "corrected":
-            return eta * eta * group["weight_decay"]
-        return eta * group["weight_decay"]
 
 
 class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
@@ -167,17 +119,12 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = _closure_loss(closure)
+        loss = closure_loss(closure)
         lambdas = [group["weight_decay"] for group in self.param_groups]
         try:  # the translation lives only for the duration of torch's step
             for group in self.param_groups:
                 group["weight_decay"] = self._torch_weight_decay(group)
-            # torch wraps the step of every optimizer class it instantiates with a wrapper that
-            # runs the step hooks; ours is wrapped already, so skip torch.optim.Adam's wrapper
-            # or every registered hook would run twice.
-            torch_step = torch.optim.Adam.step
-            torch_step = torch_step.__wrapped__ if getattr(torch_step, "hooked", False) else torch_step
-            torch_step(self)
+            unhooked_step(torch.optim.Adam)(self)
         finally:
             for group, lam in zip(self.param_groups, lambdas, strict=True):
                 group["weight_decay"] = lam
@@ -245,7 +192,7 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = _closure_loss(closure)
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -393,11 +340,3 @@ def _by_device_and_dtype(tensors: list[torch.Tensor]) -> dict[tuple[torch.device
     for i, t in enumerate(tensors):
         groups.setdefault((t.device, t.dtype), []).append(i)
     return groups
-
-
-def _closure_loss(closure: Callable[[], float] | None) -> float | None:
-    """The loss from ``closure`` (which recomputes gradients), evaluated before any update."""
-    if closure is None:
-        return None
-    with torch.enable_grad():
-        return closure()
