@@ -18,8 +18,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from wdlab.cli.sweep import split_passthrough
-from wdlab.experiments.results import read_scalars
-from wdlab.experiments.sweep import SweepError, grid_preset, parse_grid, parse_value
+from wdlab.experiments.cells import cell_identity
+from wdlab.experiments.results import read_results, read_scalars, write_results
+from wdlab.experiments.sweep import SweepError, SweepSpec, grid_preset, parse_grid, parse_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A cell: PreActResNet-8 of width 4 on 64 built-in images, 2 steps per epoch: a few seconds each,
@@ -117,6 +118,32 @@ def test_grid_preset_from_config(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("sweep: {grid: {model.optimizer.lr: 0.1}}\n")
     with pytest.raises(SweepError, match="non-empty list"):
         grid_preset([tmp_path / "bad.yaml"])
+
+
+def test_cell_identity_from_configs_options_and_grid(base: Path, tmp_path: Path) -> None:
+    names = SweepSpec(configs=[base], grid={"model.optimizer.name": ["sgdw", "adam", "sgdc", "nosuch"]}, seeds=[0],
+                      passthrough=["--trainer.max_epochs=2", "--model.optimizer.decay_scaling", "lr"], out=tmp_path)
+    assert [cell_identity(names, cell) for cell in names.cells] == [
+        {"optimizer": "sgdw", "decoupled": True, "decay_scaling": "lr"},  # the pass-through option wins
+        {"optimizer": "adam", "decoupled": False},  # L2: no decay scaling
+        {"optimizer": "sgdc", "decoupled": True, "decay_scaling": "lr"},
+        {"optimizer": "nosuch"},  # not in the registry: unknown
+    ]
+    defaults = SweepSpec(configs=[base], grid={"model.optimizer.name": ["sgdc"]}, seeds=[0],
+                         passthrough=["--model.optimizer.decay_scaling=null"], out=tmp_path)  # null: the default
+    assert cell_identity(defaults, defaults.cells[0]) == {"optimizer": "sgdc", "decoupled": True,
+                                                          "decay_scaling": "corrected"}
+    from_config = SweepSpec(configs=[base], grid={"model.optimizer.lr": [0.1]}, seeds=[0], passthrough=[],
+                            out=tmp_path)
+    assert cell_identity(from_config, from_config.cells[0]) == {"optimizer": "sgdw", "decoupled": True,
+                                                                "decay_scaling": "schedule"}
+
+
+def test_results_csv_writes_the_decoupled_flag_as_1_0_or_empty(tmp_path: Path) -> None:
+    rows = [((v, 0), {"state": "pending", "decoupled": flag}) for v, flag in ((1, True), (2, False), (3, None))]
+    written = read_results(write_results(tmp_path / "results.csv", ["x"], rows))
+    assert [row["decoupled"] for row in written] == ["1", "0", ""]
+    assert list(written[0])[-2:] == ["decoupled", "decay_scaling"]  # after the columns old readers know
 
 
 # -- end to end --------------------------------------------------------------------------------------
