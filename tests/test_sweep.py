@@ -67,13 +67,20 @@ def commands_run(cell_dir: Path) -> int:
 def lost_cells(study: optuna.Study, grid: dict[str, list[float]]) -> None:
     """The two losses of earlier versions, seed 0: the first grid point's cell killed, then pruned as a
     duplicate (a second worker had picked it); the second one pruned twice (two workers picked it at once
-    and each pruned itself). Built with Optuna's own API, as those versions left them."""
-    space = {key: CategoricalDistribution(values) for key, values in {**grid, "seed_everything": [0]}.items()}
+    and each pruned itself). Built with Optuna's own API as those versions' GridSampler left them: with its
+    ``search_space`` and ``grid_id`` system attributes, so that it counts those points as visited."""
+    space = {**grid, "seed_everything": [0]}
+    sampler = optuna.samplers.GridSampler(space, seed=0)  # the old engine's sampler and seed
+    grids = sampler._all_grids  # private: which grid id the old engine gave each point
     first, second = itertools.islice(itertools.product(*grid.values()), 2)
     for state, point in ((TrialState.FAIL, first), (TrialState.PRUNED, first), (TrialState.PRUNED, second),
                          (TrialState.PRUNED, second)):  # fmt: skip
         params = {**dict(zip(grid, point, strict=True)), "seed_everything": 0}
-        study.add_trial(create_trial(state=state, params=params, distributions=space))
+        grid_id = grids.index(tuple(params[key] for key in sorted(params)))
+        study.add_trial(create_trial(
+            state=state, params=params, distributions={key: CategoricalDistribution(v) for key, v in space.items()},
+            system_attrs={"search_space": {key: space[key] for key in sorted(space)}, "grid_id": grid_id},
+        ))
 
 
 @pytest.fixture
