@@ -482,8 +482,8 @@ class Coupling:
 
     @property
     def fragile(self) -> bool:
-        definite = {v for v in self.verdicts.values() if v}
-        return len(definite) > 1
+        """The intervals reach different verdicts (coupled, decoupled, undecided; not different reasons)."""
+        return len({v.split(":")[0] for v in self.verdicts.values() if v}) > 1
 
     @property
     def primary(self) -> Interval:

@@ -228,7 +228,7 @@ def describe_panel(heatmap: Heatmap, stats: Coupling, basin_points: float = BASI
     health = "" if stats.health_applied else " (health rule not applied: no decay-0 column or training loss)"
     lines.append(f"  rows left out: {', '.join(left_out) or 'none'}{health}")
     lines.append(
-        f"  argmin slope {stats.argmin_slope:+.2f}, {stats.edge_rows} edge rows, headroom "
+        f"  argmin slope {_signed(stats.argmin_slope)}, {stats.edge_rows} edge rows, headroom "
         f"{f'{headroom:+.2f}{units}' if math.isfinite(headroom) else 'n/a (no decay-0 column)'}, "
         f"basin {int(heatmap.basin(basin_points).sum())} cells within "
         f"{heatmap.basin_margin(basin_points) * heatmap.scale:.2f}{units} of the best"
