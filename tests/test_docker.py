@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,41 @@ def test_the_images_install_steps_work_in_a_clean_virtual_environment(tmp_path):
                               cwd=tmp_path, env=env, capture_output=True, text=True)
     pins = _pins()
     assert versions.stdout.split() == [pins["torch"], pins["lightning"], pins["psycopg"]], versions.stderr
+
+
+def _joined(text: str) -> list[str]:
+    """Lines with their continuation lines joined."""
+    lines, pending = [], ""
+    for line in text.splitlines():
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1].strip() + " "
+        else:
+            lines.append((pending + line.strip()).strip())
+            pending = ""
+    return lines
+
+
+def test_the_readme_shows_what_the_smoke_script_runs():
+    """The README's Docker block is the smoke script's path: the same build, mkdir and run options (the
+    script leaves out --gpus all on CPU and appends options that shorten the run)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Running in Docker on a cloud GPU"):]
+    block = section[section.index("```bash\n") + 8:section.index("\n```", section.index("```bash"))]
+    build, mkdir, run = _joined(block)
+    smoke = _joined((REPO / "docker" / "smoke.sh").read_text())
+    assert build == "docker build -f docker/Dockerfile -t wdlab ."
+    smoke_build = '"$engine" build -f docker/Dockerfile "${build_args[@]}" -t "$tag" . '
+    assert any(line.startswith(smoke_build) for line in smoke)
+    assert mkdir == "mkdir -p data runs" and mkdir in smoke
+    assert 'me="$(id -u):$(id -g)"' in smoke
+    words = shlex.split(run)
+    image = words.index("wdlab")
+    options = [w for w in words[2:image] if w not in ("--gpus", "all")]
+    (smoke_run,) = [line for line in smoke if line.startswith('"$engine" run --rm --init') and '"$image" "$@"' in line]
+    smoke_words = shlex.split(smoke_run.replace('"$me"', '"$(id -u):$(id -g)"'))
+    assert smoke_words[2:smoke_words.index("$image")] == options
+    (quickstart,) = [line for line in smoke if line.startswith("quickstart=(")]
+    assert quickstart.startswith(f"quickstart=({' '.join(words[image + 1:])} ")
 
 
 # ----------------------------------------------------------------------------- a run folder it cannot write
