@@ -843,7 +843,8 @@ def test_readers_do_not_import_lightning():
 
     code = (
         "import sys, wdlab.data.cifar, wdlab.data.imagenet32, wdlab.data.mnist, wdlab.data.builtin, "
-        "wdlab.data.augment, wdlab.data.tensors, wdlab.data.device; assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
+        "wdlab.data.augment, wdlab.data.tensors, wdlab.data.device; "
+        "assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

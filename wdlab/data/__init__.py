@@ -61,14 +61,8 @@ __all__ = [
     "to_rgb32",
 ]
 
-_LAZY = {
-    "BuiltinDataModule",
-    "CIFAR10DataModule",
-    "FashionMNISTDataModule",
-    "ImageDataModule",
-    "ImageNet32DataModule",
-    "MNISTDataModule",
-}
+_LAZY = {"BuiltinDataModule", "CIFAR10DataModule", "FashionMNISTDataModule", "ImageDataModule",
+         "ImageNet32DataModule", "MNISTDataModule"}  # modules.__all__, named here so that Lightning loads only on use
 
 if TYPE_CHECKING:
     from wdlab.data.modules import (

@@ -291,15 +291,7 @@ class CIFAR10DataModule(ImageDataModule):
 
     def _load(self) -> DatasetArrays:
         data = load_cifar10(self.root, verify_checksums=self.verify_checksums)
-        mean, std = channel_stats(data.train_images)
-        return DatasetArrays(
-            torch.from_numpy(data.train_images),
-            torch.from_numpy(data.train_labels),
-            torch.from_numpy(data.test_images),
-            torch.from_numpy(data.test_labels),
-            mean,
-            std,
-        )
+        return DatasetArrays.from_numpy(data.train_images, data.train_labels, data.test_images, data.test_labels)
 
 
 class ImageNet32DataModule(ImageDataModule):
@@ -334,12 +326,7 @@ class ImageNet32DataModule(ImageDataModule):
             build_imagenet32_cache(self.root, self.cache_dir)
         cache = load_imagenet32_cache(self.cache_dir)
         return DatasetArrays(
-            cache.train_images,
-            cache.train_labels,
-            cache.val_images,
-            cache.val_labels,
-            cache.mean,
-            cache.std,
+            cache.train_images, cache.train_labels, cache.val_images, cache.val_labels, cache.mean, cache.std
         )
 
 
@@ -373,14 +360,10 @@ class MNISTDataModule(ImageDataModule):
 
     def _load(self) -> DatasetArrays:
         data = load_mnist(self.root, self.dataset_name)
-        (mean,), (std,) = channel_stats(data.train_images)
-        return DatasetArrays(
-            torch.from_numpy(to_rgb32(data.train_images)),
-            torch.from_numpy(data.train_labels),
-            torch.from_numpy(to_rgb32(data.test_images)),
-            torch.from_numpy(data.test_labels),
-            (mean,) * 3,
-            (std,) * 3,
+        (mean,), (std,) = channel_stats(data.train_images)  # the official 28x28 pixels, not the padding
+        return DatasetArrays.from_numpy(
+            to_rgb32(data.train_images), data.train_labels, to_rgb32(data.test_images), data.test_labels,
+            stats=((mean,) * 3, (std,) * 3),
         )
 
 
@@ -416,13 +399,4 @@ class BuiltinDataModule(ImageDataModule):
         self.setup()
 
     def _load(self) -> DatasetArrays:
-        train_x, train_y, test_x, test_y = make_builtin_dataset(self.num_train_total, self.num_test, self.seed)
-        mean, std = channel_stats(train_x)
-        return DatasetArrays(
-            torch.from_numpy(train_x),
-            torch.from_numpy(train_y),
-            torch.from_numpy(test_x),
-            torch.from_numpy(test_y),
-            mean,
-            std,
-        )
+        return DatasetArrays.from_numpy(*make_builtin_dataset(self.num_train_total, self.num_test, self.seed))

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from wdlab.data._files import channel_stats
+
 __all__ = ["BatchTensorDataset", "DatasetArrays", "collate_batch", "split_indices"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -32,6 +34,21 @@ class DatasetArrays(NamedTuple):
     test_labels: torch.Tensor | np.ndarray
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @classmethod
+    def from_numpy(
+        cls,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        test_images: np.ndarray,
+        test_labels: np.ndarray,
+        stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    ) -> DatasetArrays:
+        """In-memory numpy arrays as tensors (no copy); ``stats``: ``(mean, std)``, by default the training
+        images' own (:func:`~wdlab.data._files.channel_stats`)."""
+        mean, std = channel_stats(train_images) if stats is None else stats
+        arrays = (torch.from_numpy(a) for a in (train_images, train_labels, test_images, test_labels))
+        return cls(*arrays, mean, std)
 
 
 def collate_batch(batch: Batch) -> Batch:
