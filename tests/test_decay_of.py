@@ -147,6 +147,21 @@ def test_a_correct_hand_written_adamw_is_the_paper_convention():
     _check(decay_of(HandAdamW, lr=LR, weight_decay=WD, variant="paper"), "match", "schedule")
 
 
+class Float32AdamW(HandAdamW):
+    """The same, refusing float64 weights (as some fused kernels do)."""
+
+    def step(self):
+        if any(p.dtype == torch.float64 for g in self.param_groups for p in g["params"]):
+            raise RuntimeError("float64 is not supported")
+        super().step()
+
+
+def test_an_optimizer_that_refuses_float64_is_probed_in_float32():
+    verdicts = decay_of(Float32AdamW, lr=LR, weight_decay=WD, variant="paper")
+    assert [(v.status, v.convention, v.dtype) for v in verdicts] == [("match", "schedule", torch.float32)] * 2
+    assert math.isclose(verdicts[0].paper_lambda, WD, rel_tol=1e-4)
+
+
 @pytest.mark.parametrize(("variant", "closest", "ratio"), [("twice", "lr", 2.0), ("lr_squared", None, None),
                                                             ("after_update", None, None)])
 def test_a_wrong_decoupled_decay_fits_no_convention(variant, closest, ratio):
