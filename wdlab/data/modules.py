@@ -27,8 +27,8 @@ the validation split), ``batch_size`` (per device), ``mean`` / ``std`` (per chan
 [0, 1], from the full official training set).
 
 A subclass adds its own arguments and passes the shared ones through ``**kwargs``: jsonargparse follows
-``super().__init__(**kwargs)`` to this class's signature, so ``--help`` and ``--print_config`` list every
-``--data.*`` option with its type and default. The base class saves all of them as hyperparameters.
+``super().__init__(**kwargs)`` to this class's signature, so ``--data.help CLASS`` and ``--print_config``
+list every ``--data.*`` option with its type and default. The base class saves all of them as hyperparameters.
 """
 
 from __future__ import annotations
