@@ -53,7 +53,8 @@ commands:
   report       heatmaps with coupling numbers from sweeps, learning/anytime curves from runs:
                wdlab report DIR... [--out OUT]
   optimizers   list the optimizer registry: entries, defaults, schedule and decay parameterization
-  decay-of     which weight decay an optimizer applies: wdlab decay-of torch.optim.AdamW --lr 1e-3 --weight_decay 0.01
+  decay-of     which weight decay an optimizer applies, one line per parameter group:
+               wdlab decay-of torch.optim.AdamW --lr 1e-3 --weight_decay 0.01
 
 Resume a run: the same command plus --ckpt_path last (or --ckpt_path auto in job scripts that are
 re-queued); runs live in runs/<logger name>/ (config.yaml, checkpoints/, snapshots/, TensorBoard events).
