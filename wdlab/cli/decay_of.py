@@ -106,9 +106,11 @@ def _run(argv: Sequence[str]) -> int:
 
     verdicts = decay_of(optimizer, schedule=schedule, schedule_kwargs=schedule_kwargs, **kwargs)
     given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    shown = schedule or ("its own schedule" if "." not in optimizer else "cosine")
+    registry = "." not in optimizer
+    shown = f"schedule {schedule or 'cosine'}" if schedule or not registry else "the entry's own schedule"
     extra = ", ".join(f"{k}={v!r}" for k, v in schedule_kwargs.items())
-    print(f"{optimizer}({given}): schedule {shown}{f' ({extra})' if extra else ''} over {STEPS} steps, "
+    name = f"registry entry {optimizer!r}{f' with {given}' if given else ''}" if registry else f"{optimizer}({given})"
+    print(f"{name}: {shown}{f' ({extra})' if extra else ''} over {STEPS} steps, "
           f"{str(verdicts[0].dtype).removeprefix('torch.')} weights, runs also at {LR_SCALE:g} x lr and without decay")
     for verdict in verdicts:
         print(verdict.line())
