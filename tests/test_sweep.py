@@ -247,7 +247,7 @@ def test_interrupted_sweep_resumes_the_interrupted_cell_from_its_checkpoint(base
     while not (checkpoints := list(out.glob("*/checkpoints/last.ckpt"))):
         assert process.poll() is None and time.monotonic() < deadline, "the first cell never wrote a checkpoint"
         time.sleep(0.05)
-    first_cell = checkpoints[0].parents[1]  # the grid sampler picks the cells in a random order
+    first_cell = checkpoints[0].parents[1]  # whichever cell the worker popped first
     first, second = ("0.1", "0.05") if first_cell.name == "lr_0.1__seed_0" else ("0.05", "0.1")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)

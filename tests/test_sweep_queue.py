@@ -162,11 +162,12 @@ def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp
     workers = [subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", *args], cwd=tmp_path, env=env,
                                 stdout=log.open("wb"), stderr=subprocess.STDOUT) for log in logs]
     try:
-        start = time.monotonic()
-        # the kills land anywhere from the set-up (enqueueing, claiming) to the middle of a cell
-        moments = [rng.uniform(5, 40) for _ in range(2)]
-        for victim, moment in sorted(zip(workers[1:], moments, strict=True), key=lambda pair: pair[1]):
-            time.sleep(max(0.0, start + moment - time.monotonic()))
+        # each victim dies at a random moment of its first cell (or of the claims and enqueueing around it)
+        for victim in workers[1:]:
+            deadline = time.monotonic() + 300
+            while not _cells_of(victim.pid) and victim.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(rng.uniform(0.0, 4.0))
             for pid in [victim.pid, *_cells_of(victim.pid)]:  # a machine lost: the worker and its cells at once
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -185,4 +186,6 @@ def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp
     assert [row["state"] for row in rows_of(out)] == ["complete"] * 4
     study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'sweep.db'}")
     assert sorted(complete_per_cell(study).values()) == [1, 1, 1, 1], "each cell complete exactly once"
+    killed = [t for t in study.trials if t.state == TrialState.FAIL and "error" not in t.user_attrs]
+    assert killed, "no cell was killed while it ran: the test tested nothing"
     assert "Traceback" not in logs[0].read_text() + again.stderr
