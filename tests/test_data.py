@@ -853,8 +853,9 @@ def test_readers_do_not_import_lightning():
 #: ImageDataModule's options: (type, default) as ``--data.help`` prints them.
 SHARED_OPTIONS = {
     "batch_size": ("int", "128"), "val_split": ("int", "0"), "eval_batch_size": ("int | null", "null"),
-    "augment": ("bool", "True"), "seed": ("int", "0"), "num_workers": ("int", "0"),
+    "augment": ("bool", "True"), "seed": ("int | null", "0"), "num_workers": ("int", "0"),
     "channels_last": ("bool | null", "null"), "on_device": ("bool | null", "null"),
+    "train_subset": ("int | null", "null"), "split_seed": ("int | null", "null"),
 }
 #: Each datamodule's own options, and whether it needs --data.root.
 OWN_OPTIONS = {

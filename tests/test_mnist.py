@@ -272,7 +272,7 @@ def test_the_shared_options_reach_the_base_class_and_its_hyperparameters(tmp_pat
     assert (dm.batch_size, dm.eval_batch_size, dm.augment, dm.seed, dm.channels_last) == (7, 9, False, 5, True)
     assert dict(dm.hparams) == {
         "root": str(tmp_path), "batch_size": 7, "val_split": 0, "eval_batch_size": 9, "augment": False, "seed": 5,
-        "num_workers": 0, "channels_last": True, "on_device": None,
+        "num_workers": 0, "channels_last": True, "on_device": None, "train_subset": None, "split_seed": None,
     }
     with pytest.raises(TypeError, match="verify_checksums"):
         MNISTDataModule(str(tmp_path), verify_checksums=False)  # CIFAR-10's option, not an MNIST one
@@ -305,6 +305,7 @@ def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkey
     assert config["data"]["init_args"] == {
         "root": str(tmp_path / "data"), "batch_size": 128, "val_split": 0, "eval_batch_size": None,
         "augment": True, "seed": 0, "num_workers": 0, "channels_last": True, "on_device": None,
+        "train_subset": None, "split_seed": None,
     }
     last = _load(run / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 4  # 160 images at batch 128: 2 steps per epoch (the last one of 32)

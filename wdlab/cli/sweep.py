@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
-from wdlab.experiments.report import write_sweep_report
+from wdlab.experiments.grid import parse_seeds
+from wdlab.experiments.report import describe_pair, describe_panel, write_sweep_report
 from wdlab.experiments.results import REPORT_DIR, ResultsError
 from wdlab.experiments.sweep import SEED_KEY, Sweep, SweepError, SweepSpec, grid_preset, parse_grid
 
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a grid axis (repeatable); replaces the config's sweep.grid preset for KEY")
     parser.add_argument("--out", required=True, help="sweep directory: cells' runs, sweep.db, results.csv, report/")
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once (one GPU each when there are GPUs)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per grid point: seed_everything 0..K-1")
+    parser.add_argument("--seeds", default=None, metavar="K|A-B|A,B,...",
+                        help="seeds per grid point (seed_everything): K means 0..K-1; A-B or A,B,C name them")
     parser.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/sweep.db; postgresql://... "
                         "for workers on many machines)")
     parser.add_argument("--study_name", help="study name in the storage (default: OUT's folder name)")
@@ -110,10 +112,8 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         raise SweepError("no grid: give --grid KEY=V1,V2,... or a config with a sweep.grid preset")
     if SEED_KEY in grid:
         raise SweepError(f"use --seeds K instead of a grid over {SEED_KEY}")
-    n_seeds = args.seeds if args.seeds is not None else (preset_seeds or 1)
-    if n_seeds < 1:
-        raise SweepError("--seeds must be at least 1")
-    spec = SweepSpec(configs=configs, grid=grid, seeds=list(range(n_seeds)), passthrough=passthrough,
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else (preset_seeds or [0])
+    spec = SweepSpec(configs=configs, grid=grid, seeds=seeds, passthrough=passthrough,
                      out=Path(args.out))
     if args.results_only:  # e.g. while the sweep runs elsewhere: its cells so far, nothing started
         if not (spec.out.is_dir() or args.storage):
@@ -134,9 +134,11 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
           f"{counts['running']} running elsewhere; results in {results}", file=sys.stderr)
     if not args.no_report and counts["complete"]:
         try:
-            for heatmap, stats in write_sweep_report([spec.out], spec.out / REPORT_DIR):
-                print(f"{heatmap.title}: coupling slope {stats.slope:+.2f} (95 % interval {stats.slope_lo:+.2f} to "
-                      f"{stats.slope_hi:+.2f}, {stats.seeds} seeds): {stats.verdict}", file=sys.stderr)
+            report = write_sweep_report([spec.out], spec.out / REPORT_DIR)
+            for heatmap, stats in report.panels:
+                print("\n".join(describe_panel(heatmap, stats)), file=sys.stderr)
+            for pair in report.pairs:
+                print(describe_pair(pair), file=sys.stderr)
             print(f"heatmap: {spec.out / REPORT_DIR / 'heatmap.png'}", file=sys.stderr)
         except ResultsError as error:  # e.g. a grid without an lr and a decay axis: the CSV still stands
             print(f"wdlab sweep: no heatmap: {error}", file=sys.stderr)

@@ -37,6 +37,7 @@ import os
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
@@ -70,6 +71,16 @@ __all__ = [
 ]
 
 
+def _run_seed() -> int:
+    """The run's global seed, as ``seed_everything`` recorded it (LightningCLI seeds before it builds the data)."""
+    # PL_GLOBAL_SEED: the environment variable through which Lightning's seed_everything hands the seed
+    # to worker processes (lightning.fabric.utilities.seed); there is no other accessor.
+    value = os.environ.get("PL_GLOBAL_SEED")
+    if value is None:
+        raise ValueError("data seed: null follows seed_everything, which is not set: set seed_everything or data seed")
+    return int(value)
+
+
 class ImageDataModule(L.LightningDataModule):
     """Shared data path; subclasses implement :meth:`_load` (returning the arrays and statistics).
 
@@ -84,6 +95,12 @@ class ImageDataModule(L.LightningDataModule):
       else in host memory with pinned batches; on CPU it changes nothing. ``True``: always on the
       training device (on CPU: the device-path loader over host memory, the same batches).
       ``False``: always the host ``DataLoader`` (what ``num_workers`` applies to).
+    * ``seed``: the training order (and the host loaders' generator). ``None``: the run's global seed
+      (``seed_everything``), so that a sweep's seeds vary the data order with the initialization.
+    * ``val_split`` / ``train_subset`` / ``split_seed``: hold out a seeded random ``val_split`` of the
+      training images for validation, then train on a seeded random ``train_subset`` of the rest (all of
+      it when ``None``); both drawn with ``split_seed`` (``None``: ``seed``), so a fixed ``split_seed``
+      keeps the same training and validation images in every run whatever its seed.
     """
 
     num_classes: int = 0
@@ -97,10 +114,12 @@ class ImageDataModule(L.LightningDataModule):
         val_split: int = 0,
         eval_batch_size: int | None = None,
         augment: bool = True,
-        seed: int = 0,
+        seed: int | None = 0,
         num_workers: int = 0,
         channels_last: bool | None = None,
         on_device: bool | None = None,
+        train_subset: int | None = None,
+        split_seed: int | None = None,
     ) -> None:
         super().__init__()
         if on_device is not None and not isinstance(on_device, bool):
@@ -112,7 +131,9 @@ class ImageDataModule(L.LightningDataModule):
         )
         self.val_split = check_int("val_split", val_split, 0)
         self.augment = bool(augment)
-        self.seed = int(seed)
+        self.seed = _run_seed() if seed is None else int(seed)
+        self.split_seed = self.seed if split_seed is None else int(split_seed)
+        self.train_subset = None if train_subset is None else check_int("train_subset", train_subset, 1)
         self.num_workers = check_int("num_workers", num_workers, 0)
         if channels_last is not None and not isinstance(channels_last, bool):
             raise ValueError(f"channels_last must be true, false or null (automatic), got {channels_last!r}")
@@ -146,12 +167,22 @@ class ImageDataModule(L.LightningDataModule):
         if self.val_split:
             if self.val_split >= n:
                 raise ValueError(f"val_split={self.val_split} leaves no training images (the training set has {n})")
-            train_idx, val_idx = split_indices(n, self.val_split, self.seed)
-            self.train_dataset = BatchTensorDataset(train_images, train_labels, train_idx)
+            train_idx, val_idx = split_indices(n, self.val_split, self.split_seed)
             self.val_dataset = BatchTensorDataset(train_images, train_labels, val_idx)
         else:
-            self.train_dataset = BatchTensorDataset(train_images, train_labels)
+            train_idx = None
             self.val_dataset = None
+        if self.train_subset is not None:
+            pool = np.arange(n) if train_idx is None else train_idx
+            if self.train_subset > len(pool):
+                raise ValueError(
+                    f"train_subset={self.train_subset} is more than the {len(pool)} training images left after "
+                    f"val_split={self.val_split}: choose at most {len(pool)}"
+                )
+            # its own stream ([split_seed, n, 1]): the subset does not change the validation split
+            chosen = np.random.default_rng([self.split_seed, n, 1]).permutation(len(pool))[: self.train_subset]
+            train_idx = np.sort(pool[chosen])
+        self.train_dataset = BatchTensorDataset(train_images, train_labels, train_idx)
         self.test_dataset = BatchTensorDataset(test_images, test_labels)
         self.num_train = len(self.train_dataset)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)

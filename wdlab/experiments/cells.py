@@ -152,6 +152,7 @@ class CellResult:
     final_train_loss: float | None
     epochs: int | None
     optimizer: str | None
+    final_val_err: float | None = None  # the held-out split's error at the end (runs with val_split only)
 
 
 class CellFailed(RuntimeError):
@@ -178,6 +179,7 @@ def read_cell_result(run_dir: Path) -> CellResult:
         final_train_loss=loss[-1][1] if loss else None,
         epochs=epochs,
         optimizer=((config.get("model") or {}).get("optimizer") or {}).get("name"),
+        final_val_err=None if evaluates_test_set or not val else val[-1],
     )
 
 

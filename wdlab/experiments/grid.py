@@ -67,10 +67,34 @@ def parse_grid(options: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def grid_preset(configs: Sequence[Path]) -> tuple[dict[str, list[Any]], int | None]:
-    """The ``sweep:`` section of the configs (``grid: {key: [values]}``, ``seeds: K``); later files win."""
+def parse_seeds(value: Any, where: str = "--seeds") -> list[int]:
+    """The seeds of a sweep: ``K`` (seeds 0..K-1), ``A-B`` (A..B inclusive), ``A,B,C``, or a list of ints.
+
+    Fresh seeds (e.g. ``100-104``) let a new experiment avoid the seeds an earlier one used.
+    """
+    text = ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value).strip()
+    try:
+        if re.fullmatch(r"\d+", text):
+            seeds = list(range(int(text)))
+        elif re.fullmatch(r"\d+\s*-\s*\d+", text):
+            first, last = (int(v) for v in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise SweepError(
+            f"{where} {value!r}: give a count K (seeds 0..K-1), a range A-B, or distinct seeds A,B,C (>= 0)"
+        )
+    return seeds
+
+
+def grid_preset(configs: Sequence[Path]) -> tuple[dict[str, list[Any]], list[int] | None]:
+    """The ``sweep:`` section of the configs (``grid: {key: [values]}``, ``seeds``: :func:`parse_seeds`);
+    later files win."""
     grid: dict[str, list[Any]] = {}
-    seeds: int | None = None
+    seeds: list[int] | None = None
     for path in configs:
         try:
             content = yaml.safe_load(path.read_text()) or {}
@@ -84,7 +108,7 @@ def grid_preset(configs: Sequence[Path]) -> tuple[dict[str, list[Any]], int | No
                 raise SweepError(f"{path}: sweep.grid.{key} must be a non-empty list of values")
             grid[str(key)] = [parse_value(v) if isinstance(v, str) else v for v in values]
         if preset.get("seeds") is not None:
-            seeds = int(preset["seeds"])
+            seeds = parse_seeds(preset["seeds"], f"{path}: sweep.seeds")
     return grid, seeds
 
 

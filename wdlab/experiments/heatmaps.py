@@ -39,7 +39,7 @@ __all__ = [
     "heatmaps_from_table",
 ]
 
-ERROR_METRICS = ("final_test_err", "best_test_err")
+ERROR_METRICS = ("final_test_err", "best_test_err", "final_val_err")
 #: The basin: cells within max(BASIN_POINTS percentage points, BASIN_STANDARD_ERRORS x SE) of the best.
 BASIN_POINTS = 1.0
 BASIN_STANDARD_ERRORS = 2.0

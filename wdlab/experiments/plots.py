@@ -146,7 +146,8 @@ def plot_heatmaps(
         ax.set_xlim(-0.5, len(heatmap.decays) - 0.5)
         ax.set_ylim(-0.5, len(heatmap.lrs) - 0.5)
         ax.set_title(_panel_title(heatmap, panel), fontsize=10)
-        label = {"final_test_err": "test error (%)", "best_test_err": "best test error (%)"}.get(
+        label = {"final_test_err": "test error (%)", "best_test_err": "best test error (%)",
+                 "final_val_err": "validation error (%)"}.get(
             heatmap.metric, heatmap.metric
         )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label, extend="max")

@@ -51,9 +51,10 @@ RESULT_COLUMNS = (
     "error",
     "decoupled",
     "decay_scaling",
+    "final_val_err",
 )
 #: The numeric result columns (what a heatmap can show).
-METRIC_COLUMNS = ("final_test_err", "best_test_err", "final_train_loss")
+METRIC_COLUMNS = ("final_test_err", "best_test_err", "final_train_loss", "final_val_err")
 REPORT_DIR = "report"  # a report's default output directory, inside the first path given
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard events with a report's figures, inside its output directory
 

@@ -348,7 +348,7 @@ class Sweep:
                         if key in t.user_attrs}  # fmt: skip
             record = {**self.identity(cell), **recorded}
             record.update({key: attrs[key] for key in ("optimizer", "final_test_err", "best_test_err",
-                                                       "final_train_loss", "epochs") if key in attrs})
+                                                       "final_train_loss", "epochs", "final_val_err") if key in attrs})
             record.update(
                 state=state,
                 wall_s=sum(t.user_attrs.get("wall_s", 0.0) for t in trials) if trials else None,
