@@ -23,7 +23,8 @@ The checks (:data:`CHECKS`), all on CPU in float64 unless said otherwise:
 ``zero_gradient``
     Decoupled entries only. With zero gradients a parameter shrinks by exactly prod_t (1 - decay_t)
     (relative 1e-13), decay_t = eta_t * lambda, lr_t * lambda or eta_t^2 * lambda for ``decay_scaling``
-    ``schedule``, ``lr``, ``corrected``, at lr 1e-4, 0.01 and 1, for two groups with their own lr and lambda.
+    ``schedule``, ``lr``, ``corrected``, at lr 1e-4, 0.01 and 1, for two groups with their own lr and lambda;
+    under every ``decay_mask`` the entry takes (a zero update ties with every weight: cautious decay decays it).
 ``param_groups``
     Per-group settings hold: a group with zero gradient and zero decay does not move at all, every group's lr
     follows the schedule from its own initial lr, and the weight decay stays each group's own (0 for the
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,7 +55,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from wdlab.optim import DECAY_SCALINGS, REGISTRY, OptimizerSpec, build_optimizer, param_groups
+from wdlab.optim import DECAY_MASKS, DECAY_SCALINGS, REGISTRY, OptimizerSpec, build_optimizer, param_groups
 from wdlab.optim.decay_probe import GroupVerdict, decay_of  # which decay an optimizer applies (wdlab decay-of)
 from wdlab.optim.registry import CLASS_HYPERPARAMETERS, check_spec, takes_argument
 from wdlab.optim.schedules import ScheduledLR
@@ -351,34 +353,37 @@ def _check_round_trip(spec: OptimizerSpec, fused: bool | None) -> None:
 
 # -- zero gradients: decay only -----------------------------------------------------------------------------------
 def _check_zero_gradient(spec: OptimizerSpec, fused: bool | None) -> None:
-    """theta_T = theta_0 * prod_t (1 - decay_t) for every decay_scaling and lr, per group."""
+    """theta_T = theta_0 * prod_t (1 - decay_t) for every decay_scaling and lr, per group; and for every
+    decay_mask the entry takes (a zero update ties with every weight, and cautious decay decays at ties)."""
     lam, steps = 0.01, 120
     gen = torch.Generator().manual_seed(0)
     theta0 = torch.randn(50, dtype=torch.float64, generator=gen)
-    for scaling in DECAY_SCALINGS:
-        for lr in (1e-4, 0.01, 1.0):
-            a = torch.nn.Parameter(theta0[:30].clone())
-            b = torch.nn.Parameter(theta0[30:].clone())
-            # group 2: its own lr and lambda (lr/2 and 2 lambda: the same per-step decay under "lr" scaling)
-            groups = [{"params": [a]}, {"params": [b], "lr": lr / 2, "weight_decay": 2 * lam}]
-            opt, sched = _build(spec, groups, fused=fused, **_restart_overrides(lr), weight_decay=lam,
-                                decay_scaling=scaling)
-            expected = [1.0, 1.0]
-            for step in range(steps):
-                a.grad, b.grad = torch.zeros_like(a), torch.zeros_like(b)
-                opt.step()
-                sched.step()
-                eta = sgdr_eta(step)
-                for i, (group_lr, group_lam) in enumerate(((lr, lam), (lr / 2, 2 * lam))):
-                    per_step = {"schedule": eta, "lr": group_lr * eta, "corrected": eta**2}[scaling] * group_lam
-                    expected[i] *= 1 - per_step
-            for i, (param, start) in enumerate(((a, theta0[:30]), (b, theta0[30:]))):
-                try:
-                    torch.testing.assert_close(param.detach(), start * expected[i], rtol=1e-13, atol=0)
-                except AssertionError as error:
-                    _fail(spec, "zero_gradient", f"decay_scaling={scaling!r}, lr={lr:g}, group {i}: with zero "
-                                                 f"gradients theta must shrink by exactly prod(1 - decay_t) = "
-                                                 f"{expected[i]:.15g} over {steps} steps: {error}")
+    masks: tuple[dict[str, str], ...] = ({},)
+    if spec.accepts("decay_mask"):
+        masks = tuple({"decay_mask": mask} for mask in DECAY_MASKS)
+    for scaling, lr, mask in itertools.product(DECAY_SCALINGS, (1e-4, 0.01, 1.0), masks):
+        a = torch.nn.Parameter(theta0[:30].clone())
+        b = torch.nn.Parameter(theta0[30:].clone())
+        # group 2: its own lr and lambda (lr/2 and 2 lambda: the same per-step decay under "lr" scaling)
+        groups = [{"params": [a]}, {"params": [b], "lr": lr / 2, "weight_decay": 2 * lam}]
+        opt, sched = _build(spec, groups, fused=fused, **_restart_overrides(lr), weight_decay=lam,
+                            decay_scaling=scaling, **mask)
+        expected = [1.0, 1.0]
+        for step in range(steps):
+            a.grad, b.grad = torch.zeros_like(a), torch.zeros_like(b)
+            opt.step()
+            sched.step()
+            eta = sgdr_eta(step)
+            for i, (group_lr, group_lam) in enumerate(((lr, lam), (lr / 2, 2 * lam))):
+                per_step = {"schedule": eta, "lr": group_lr * eta, "corrected": eta**2}[scaling] * group_lam
+                expected[i] *= 1 - per_step
+        for i, (param, start) in enumerate(((a, theta0[:30]), (b, theta0[30:]))):
+            try:
+                torch.testing.assert_close(param.detach(), start * expected[i], rtol=1e-13, atol=0)
+            except AssertionError as error:
+                _fail(spec, "zero_gradient", f"decay_scaling={scaling!r}, lr={lr:g}, {mask or ''} group {i}: with zero "
+                                             f"gradients theta must shrink by exactly prod(1 - decay_t) = "
+                                             f"{expected[i]:.15g} over {steps} steps: {error}")
 
 
 # -- parameter groups ---------------------------------------------------------------------------------------------
@@ -450,7 +455,11 @@ def _check_bad_values(spec: OptimizerSpec) -> None:
     cases = list(_COMMON_BAD)
     if spec.decoupled:
         cases += _DECOUPLED_BAD
+    if spec.accepts("decay_mask"):
+        cases.append(({"decay_mask": "sometimes"}, "decay_mask must be 'all'"))
     else:
+        cases.append(({"decay_mask": "cautious"}, f"'decay_mask' does not apply to optimizer {name!r}"))
+    if not spec.decoupled:
         cases += [({key: value}, f"{key!r} does not apply to optimizer {name!r}")
                   for key, value in (("decay_scaling", "lr"), ("weight_decay_timescale", 10.0))]
     for key in CLASS_HYPERPARAMETERS:

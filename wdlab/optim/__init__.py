@@ -51,10 +51,11 @@ from wdlab.optim.registry import (
     resolve_hyperparameters,
 )
 from wdlab.optim.schedules import ScheduledLR, make_schedule
-from wdlab.optim.validation import DECAY_SCALINGS
+from wdlab.optim.validation import DECAY_MASKS, DECAY_SCALINGS
 from wdlab.optim.wrapped import NAdamW, RAdamW, decoupled
 
 __all__ = [
+    "DECAY_MASKS",
     "DECAY_SCALINGS",
     "HYPERPARAMETERS",
     "REGISTRY",

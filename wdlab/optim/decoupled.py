@@ -78,6 +78,7 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
         weight_decay: float = 0.0,
         *,
         decay_scaling: str = "schedule",
+        decay_mask: str = "all",
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
@@ -85,7 +86,7 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
         check_weight_decay(weight_decay)
         check_betas(betas)
         check_eps(eps)
-        self._init_decoupled(decay_scaling)
+        self._init_decoupled(decay_scaling, decay_mask)
         super().__init__(
             params,
             lr=lr,
@@ -120,14 +121,10 @@ class AdamW(DecoupledWeightDecayMixin, torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = closure_loss(closure)
-        lambdas = [group["weight_decay"] for group in self.param_groups]
-        try:  # the translation lives only for the duration of torch's step
-            for group in self.param_groups:
-                group["weight_decay"] = self._torch_weight_decay(group)
-            unhooked_step(torch.optim.Adam)(self)
-        finally:
-            for group, lam in zip(self.param_groups, lambdas, strict=True):
-                group["weight_decay"] = lam
+        # torch's kernel decays float32/float64 groups under decay_mask "all" (the translation lives only for the
+        # duration of its step); the mixin decays the others (cautious, 16-bit: see wdlab.optim.decoupling).
+        self._decoupled_step(lambda: unhooked_step(torch.optim.Adam)(self),
+                             kernel_weight_decay=self._torch_weight_decay)
         return loss
 
 
@@ -165,6 +162,7 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
         weight_decay: float = 0.0,
         *,
         decay_scaling: str = "schedule",
+        decay_mask: str = "all",
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
@@ -173,7 +171,7 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
         check_momentum(momentum, dampening, nesterov)
         if foreach and fused:
             raise ValueError("SGDW: foreach and fused cannot both be True")
-        self._init_decoupled(decay_scaling)
+        self._init_decoupled(decay_scaling, decay_mask)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -193,6 +191,12 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = closure_loss(closure)
+        # The kernels decay float32/float64 groups under decay_mask "all" (lambda stays in the group); the mixin
+        # decays the others and hands the kernels weight_decay 0 (see wdlab.optim.decoupling).
+        self._decoupled_step(self._update, kernel_weight_decay=lambda group: group["weight_decay"])
+        return loss
+
+    def _update(self) -> None:
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -214,7 +218,6 @@ class SGDW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
             if momentum != 0:
                 for p, buf in zip(params, buffers, strict=True):
                     self.state[p]["momentum_buffer"] = buf
-        return loss
 
 
 def sgdw_update(

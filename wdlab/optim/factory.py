@@ -119,6 +119,8 @@ def build(
     kwargs.update({key: hp[key] for key in spec.hyperparameters})
     if spec.decoupled:
         kwargs["decay_scaling"] = hp["decay_scaling"]
+    if "decay_mask" in hp:  # only given (or a default) where the class takes it: OptimizerSpec.accepts
+        kwargs["decay_mask"] = hp["decay_mask"]
     if fused is not None and takes_argument(spec.optimizer_class, "fused"):
         kwargs["fused"] = bool(fused)
     optimizer = spec.optimizer_class(groups, **kwargs)

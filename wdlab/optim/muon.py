@@ -80,6 +80,7 @@ class MuonW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
         nesterov: bool = True,
         *,
         decay_scaling: str = "schedule",
+        decay_mask: str = "all",
         adjust_lr_fn: str = "match_rms_adamw",
         ns_steps: int = 5,
         foreach: bool | None = None,
@@ -93,7 +94,7 @@ class MuonW(DecoupledWeightDecayMixin, torch.optim.Optimizer):
         if adjust_lr_fn not in ("original", "match_rms_adamw", "spectral_unclamped"):
             raise ValueError(f"adjust_lr_fn must be 'original', 'match_rms_adamw' or 'spectral_unclamped' "
                              f"(torch.optim.Muon's), got {adjust_lr_fn!r}")
-        self._init_decoupled(decay_scaling)
+        self._init_decoupled(decay_scaling, decay_mask)
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
                     "nesterov": nesterov, "adjust_lr_fn": adjust_lr_fn, "ns_steps": ns_steps, "foreach": foreach,
                     "fused": fused}

@@ -20,6 +20,7 @@ from wdlab.optim.decay import DECAY_KEYS, check_weight_decay_norm, check_weight_
 from wdlab.optim.schedules import SCHEDULE_NAMES, SCHEDULES
 from wdlab.optim.validation import (
     check_betas,
+    check_decay_mask,
     check_decay_scaling,
     check_eps,
     check_lr,
@@ -42,6 +43,7 @@ class OptimizerConfig(TypedDict, total=False):
     weight_decay_norm: float | None
     weight_decay_timescale: float | None
     decay_scaling: str | None
+    decay_mask: str | None
     momentum: float | None
     nesterov: bool | None
     betas: tuple[float, float] | None
@@ -61,7 +63,7 @@ _SCHEDULE_HYPERPARAMETERS = tuple(dict.fromkeys(key for _, keys in SCHEDULES.val
 #: Hyperparameters every entry takes: learning rate, decay, schedule.
 _COMMON = ("lr", "weight_decay", "weight_decay_norm", "schedule", "warmup_epochs", *_SCHEDULE_HYPERPARAMETERS)
 #: Hyperparameters of decoupled entries only.
-_DECOUPLED_ONLY = ("decay_scaling", "weight_decay_timescale")
+_DECOUPLED_ONLY = ("decay_scaling", "weight_decay_timescale", "decay_mask")
 #: What an entry may list in ``OptimizerSpec.hyperparameters``: the class's own ones that configs can set
 #: (a key configs do not know would be refused by the config schema, OptimizerConfig).
 CLASS_HYPERPARAMETERS = tuple(k for k in HYPERPARAMETERS if k not in _COMMON and k not in _DECOUPLED_ONLY)
@@ -83,6 +85,7 @@ _CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any]], None]], ...] = (
     ("nesterov", _check_nesterov),
     ("momentum", lambda hp: check_momentum(hp["momentum"], 0.0, hp.get("nesterov", False))),
     ("decay_scaling", lambda hp: check_decay_scaling(hp["decay_scaling"])),
+    ("decay_mask", lambda hp: check_decay_mask(hp["decay_mask"])),
 )
 
 
@@ -140,6 +143,8 @@ class OptimizerSpec:
 
     def accepts(self, key: str) -> bool:
         """Whether ``key`` is a hyperparameter of this entry (schedule keys: of some schedule)."""
+        if key == "decay_mask":  # a third-party decoupled class may not mask its decay
+            return self.decoupled and takes_argument(self.optimizer_class, "decay_mask")
         if key in _DECOUPLED_ONLY:
             return self.decoupled
         return key in _COMMON or key in self.hyperparameters
@@ -221,7 +226,7 @@ def check_fields(spec: OptimizerSpec) -> None:
             f"decay_scaling ('schedule', 'lr' or 'corrected'), e.g. through wdlab.optim.DecoupledWeightDecayMixin; "
             f"or declare decoupled=False"
         )
-    for argument in ("lr", "weight_decay", *hps):
+    for argument in ("lr", "weight_decay", *hps, *(["decay_mask"] if "decay_mask" in defaults else [])):
         if not takes_argument(cls, argument):
             raise ValueError(f"{where}: {cls.__name__} does not take {argument}=, which build_optimizer passes it")
     try:

@@ -10,6 +10,17 @@ import math
 DECAY_SCALINGS = ("schedule", "lr", "corrected")
 
 
+#: Which coordinates a decoupled optimizer decays: ``all`` (the paper) or ``cautious`` (only where the update and
+#: the weight agree in sign, Chen et al. 2025). See :mod:`wdlab.optim.decoupling`.
+DECAY_MASKS = ("all", "cautious")
+
+
+def check_decay_mask(decay_mask: object) -> None:
+    if decay_mask not in DECAY_MASKS:
+        raise ValueError(f"decay_mask must be 'all' (decay every coordinate, the paper) or 'cautious' (only where the "
+                         f"update and the weight agree in sign, Chen et al. 2025); got {decay_mask!r}")
+
+
 def check_decay_scaling(decay_scaling: object) -> None:
     if decay_scaling not in DECAY_SCALINGS:
         raise ValueError(

@@ -27,17 +27,18 @@ from wdlab.optim.decoupling import DecoupledWeightDecayMixin, closure_loss, unho
 __all__ = ["NAdamW", "RAdamW", "decoupled"]
 
 #: The keyword-only arguments :func:`decoupled` adds to the wrapped class.
-DECOUPLED_ARGUMENTS = ("decay_scaling",)
+DECOUPLED_ARGUMENTS = ("decay_scaling", "decay_mask")
 
 
 def decoupled(optimizer_class: type[Optimizer], name: str | None = None) -> type[Optimizer]:
     """A subclass of ``optimizer_class`` whose decay is the paper's decoupled one (module docstring).
 
-    The subclass takes the wrapped class's arguments plus ``decay_scaling`` (keyword-only; ``"schedule"`` by
-    default), keeps the given ``weight_decay`` as lambda in every group, and runs the wrapped step with every
-    group's ``weight_decay`` at 0. Its state_dict is the wrapped class's (plus the groups' ``initial_lr`` and
-    ``decay_scaling``). The wrapped update must not read the weights except through its decay (true of the
-    Adam family, SGD and Muon), because the decay is applied to the weights before it. Named ``name``
+    The subclass takes the wrapped class's arguments plus ``decay_scaling`` (``"schedule"`` by default) and
+    ``decay_mask`` (``"all"``; ``"cautious"``: Chen et al. 2025), keyword-only, keeps the given ``weight_decay``
+    as lambda in every group, and runs the wrapped step with every group's ``weight_decay`` at 0. Its state_dict
+    is the wrapped class's (plus the groups' ``initial_lr``, ``decay_scaling`` and ``decay_mask``). The wrapped
+    update must not read the weights except through its decay (true of the Adam family, SGD and Muon), because
+    the decay is applied to the weights before it (:mod:`wdlab.optim.decoupling`). Named ``name``
     (default: the class's name plus ``W``).
     """
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
@@ -50,8 +51,9 @@ def decoupled(optimizer_class: type[Optimizer], name: str | None = None) -> type
     if clash:
         raise ValueError(f"decoupled(): {optimizer_class.__name__} already takes {', '.join(clash)}; it is decoupled")
 
-    def __init__(self: Any, params: Any, *args: Any, decay_scaling: str = "schedule", **kwargs: Any) -> None:
-        self._init_decoupled(decay_scaling)
+    def __init__(self: Any, params: Any, *args: Any, decay_scaling: str = "schedule", decay_mask: str = "all",
+                 **kwargs: Any) -> None:
+        self._init_decoupled(decay_scaling, decay_mask)
         optimizer_class.__init__(self, params, *args, **kwargs)
 
     def step(self: Any, closure: Callable[[], float] | None = None) -> float | None:
@@ -59,10 +61,11 @@ def decoupled(optimizer_class: type[Optimizer], name: str | None = None) -> type
         self._decoupled_step(lambda: unhooked_step(optimizer_class)(self))
         return loss
 
-    # The signature callers and the registry read (takes_argument): the wrapped class's, plus decay_scaling.
+    # The signature callers and the registry read (takes_argument): the wrapped class's, plus ours.
     own = [p for p in inspect.signature(optimizer_class.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    added = inspect.Parameter("decay_scaling", inspect.Parameter.KEYWORD_ONLY, default="schedule", annotation=str)
-    __init__.__signature__ = inspect.Signature([*own, added])  # type: ignore[attr-defined]
+    added = [inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=str)
+             for arg, default in zip(DECOUPLED_ARGUMENTS, ("schedule", "all"), strict=True)]
+    __init__.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
     cls_name = name or f"{optimizer_class.__name__}W"
     doc = (f"{optimizer_class.__module__}.{optimizer_class.__qualname__} with the paper's decoupled weight decay "
            f"(see :func:`wdlab.optim.wrapped.decoupled`).")

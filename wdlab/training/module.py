@@ -56,8 +56,9 @@ class ImageClassifier(L.LightningModule):
     The LR scheduler is stepped after every optimizer update. The training step makes no host
     synchronisation: losses and error counts stay on the device until an epoch ends, and the
     ``opt/*`` values are computed only on the steps that Lightning logs (``log_every_n_steps``), among
-    them ``opt/angular_update`` (the mean angle the decayed matrices turn by in that step) and
-    ``opt/angular_update_predicted`` (its rotational-equilibrium value, :mod:`wdlab.training.angular`).
+    them ``opt/angular_update`` (the mean angle the decayed matrices turn by in that step),
+    ``opt/angular_update_predicted`` (its rotational-equilibrium value, :mod:`wdlab.training.angular`) and, under
+    ``decay_mask: cautious``, ``opt/decayed_fraction`` (the fraction of coordinates that step decayed).
     """
 
     #: Logs opt/angular_update itself (an AngularUpdateMonitor callback leaves it alone).
@@ -212,9 +213,16 @@ class ImageClassifier(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if logs_this_step(self.trainer):  # copy the decayed matrices; the angle is taken after the update
             self.angular_update.arm(optimizer)
+            if isinstance(optimizer, DecoupledWeightDecayMixin):  # cautious decay counts what it decays
+                optimizer.arm_decayed_fraction()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.angular_update.log(self)  # opt/angular_update(_predicted), if this step measured them
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        if isinstance(optimizer, DecoupledWeightDecayMixin):
+            fraction = optimizer.pop_decayed_fraction()  # None unless this step counted (cautious, logged)
+            if fraction is not None:
+                self.log("opt/decayed_fraction", fraction, on_step=True, on_epoch=False)
 
     def hparams_for_logging(self) -> dict[str, Any]:
         """The run's hyperparameters, flattened for TensorBoard's hparams tab."""
