@@ -178,10 +178,28 @@ class SweepSpec:
         return args
 
     def fingerprint(self) -> str:
-        """What makes two invocations the same sweep: config contents, grid, seeds, pass-through options."""
-        contents = [hashlib.sha256(p.read_bytes()).hexdigest() for p in self.configs]
+        """What makes two invocations the same sweep: what the configs say, the grid, seeds, pass-through options.
+
+        A config counts by its parsed content without its ``sweep:`` preset (the grid and seeds it resolves to
+        are in the fingerprint themselves): comments can be corrected without orphaning a saved study.
+        """
+        contents = [_content_hash(p) for p in self.configs]
+        return self._fingerprint(contents)
+
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint of sweeps recorded before comments were ignored: each config's bytes."""
+        return self._fingerprint([hashlib.sha256(p.read_bytes()).hexdigest() for p in self.configs])
+
+    def _fingerprint(self, contents: list[str]) -> str:
         return json.dumps(
             {"configs": contents, "grid": self.grid, "seeds": self.seeds, "passthrough": self.passthrough},
             sort_keys=True,
             default=str,
         )
+
+
+def _content_hash(path: Path) -> str:
+    content = yaml.safe_load(path.read_text()) or {}
+    if isinstance(content, dict):
+        content = {key: value for key, value in content.items() if key != "sweep"}
+    return "yaml:" + hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()

@@ -108,8 +108,8 @@ class Sweep:
         self.study_id = self.storage.get_study_id_from_name(name)
         fingerprint = spec.fingerprint()
         recorded = self.study.user_attrs.get(SPEC_ATTR)
-        if recorded is None:
-            self.study.set_user_attr(SPEC_ATTR, fingerprint)
+        if recorded is None or (recorded != fingerprint and recorded == spec.legacy_fingerprint()):
+            self.study.set_user_attr(SPEC_ATTR, fingerprint)  # a study of an older wdlab: now by content
         elif recorded != fingerprint:
             raise SweepError(
                 f"{spec.out} (study {name!r}) holds a sweep with a different config, grid, seeds or options: "
