@@ -3,6 +3,8 @@
 # 8 cells each (decay 0, 2^-10, 2^-8, 2^-6 x seeds 900-901). Resumable: re-running skips finished cells.
 #   JOBS=2 nohup bash docs/replication/fashion_mnist/run_pilot.sh > runs/replication/fashion_mnist/pilot.log 2>&1 &
 # Then: python docs/replication/fashion_mnist/pilot.py  (the pre-registered rule, applied to the saved results.csv)
+# SAVE_ONLY=1 bash docs/replication/fashion_mnist/run_pilot.sh  saves the cells done so far (results.csv and the study,
+# which a fresh checkout resumes from) without running anything: e.g. before a session ends.
 set -u
 cd "$(dirname "$0")/../../.."
 JOBS="${JOBS:-2}"
@@ -22,11 +24,18 @@ for candidate in ${CANDIDATES:-A B C}; do
     if [ ! -f "$RUNS/$part/sweep.db" ] && [ -f "$SAVED/$part/sweep.db" ]; then
       mkdir -p "$RUNS/$part" && cp "$SAVED/$part/sweep.db" "$RUNS/$part/sweep.db"
     fi
-    echo "== $(date -Is) $part (jobs $JOBS)"
-    # shellcheck disable=SC2086
-    wdlab sweep --config "configs/replication/fashion_mnist/pilot_${optimizer}.yaml" --out "$RUNS/$part" \
-      --jobs "$JOBS" --no_report ${OPTIONS[$candidate]}
-    echo "== $(date -Is) $part exit $?"
+    if [ -n "${SAVE_ONLY:-}" ]; then
+      [ -f "$RUNS/$part/sweep.db" ] || continue
+      # shellcheck disable=SC2086
+      wdlab sweep --config "configs/replication/fashion_mnist/pilot_${optimizer}.yaml" --out "$RUNS/$part" \
+        --jobs "$JOBS" --no_report --results_only ${OPTIONS[$candidate]}
+    else
+      echo "== $(date -Is) $part (jobs $JOBS)"
+      # shellcheck disable=SC2086
+      wdlab sweep --config "configs/replication/fashion_mnist/pilot_${optimizer}.yaml" --out "$RUNS/$part" \
+        --jobs "$JOBS" --no_report ${OPTIONS[$candidate]}
+      echo "== $(date -Is) $part exit $?"
+    fi
     mkdir -p "$SAVED/$part"
     cp "$RUNS/$part/results.csv" "$RUNS/$part/sweep.db" "$SAVED/$part/" 2>/dev/null
   done
