@@ -37,7 +37,10 @@ for candidate in ${CANDIDATES:-A B C}; do
       echo "== $(date -Is) $part exit $?"
     fi
     mkdir -p "$SAVED/$part"
-    cp "$RUNS/$part/results.csv" "$RUNS/$part/sweep.db" "$SAVED/$part/" 2>/dev/null
+    cp "$RUNS/$part/results.csv" "$SAVED/$part/" 2>/dev/null
+    # SQLite's online backup: a consistent copy even while a worker writes to the study
+    python -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+      "$RUNS/$part/sweep.db" "$SAVED/$part/sweep.db" 2>/dev/null
   done
 done
 echo "== $(date -Is) pilot stage 1 done"
