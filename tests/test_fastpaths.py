@@ -419,7 +419,8 @@ class _CountReadBacks(Callback):
 
 def test_training_steps_read_nothing_back_between_logging_steps(in_tmp):
     """Between the steps Lightning logs (log_every_n_steps), a training step converts no tensor to a
-    Python value: on a GPU it would block the host until the queue drains (design.md §5). With the
+    Python value: on a GPU it would block the host until the queue drains, and the GPU would idle while the
+    host issues the next step (the per-step read-back that slowed Lightning #7093 down). With the
     fused optimizer, as on CUDA (the per-tensor CPU kernel reads its host-side step counters back)."""
     trainer, model, dm = _built("--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "4",
                                 "--model.optimizer.name", "adamwr", "--model.optimizer.t0_epochs", "1",

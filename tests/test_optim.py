@@ -214,7 +214,8 @@ def test_adamw_lr_scaling_is_torch_adamw_bit_for_bit(foreach):
 
 
 def test_adamw_schedule_scaling_is_torch_adamw_with_lambda_over_alpha():
-    """design.md: the paper's AdamW is torch.optim.AdamW with weight_decay = lambda / alpha, for any schedule."""
+    """The paper's AdamW decays by eta_t * lambda, torch's by lr_t * weight_decay = alpha * eta_t * weight_decay:
+    the paper's AdamW is torch.optim.AdamW with weight_decay = lambda / alpha, for any schedule."""
     torch.manual_seed(0)
     alpha, lam = 2e-3, 0.01
     a = torch.nn.Parameter(torch.randn(30, dtype=torch.float64))

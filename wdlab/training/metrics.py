@@ -14,7 +14,8 @@ class ErrorRate(Metric):
     Written out instead of ``torchmetrics.classification.MulticlassAccuracy`` because that one costs
     a host synchronisation per update on CUDA (its argument validation calls ``torch.unique`` on the
     labels and its top-1 statistics go through a ``bincount``): once per training step, that stalls
-    the GPU queue (design.md §5, throughput killers). Here an update is three device ops and two
+    the GPU queue (the host waits for every queued kernel before it can issue the next step: the cost of
+    per-step ``.item()`` logging in Lightning #7093). Here an update is three device ops and two
     additions to device-resident counters; the only read-back is ``compute()`` at the epoch end.
     Ties between logits go to the lower class index (:func:`~wdlab.training.evaluation.topk_correct`).
     """

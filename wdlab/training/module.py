@@ -256,11 +256,6 @@ class ImageClassifier(L.LightningModule):
         if self._resumes_itself():
             self.exact_resume.load(self, checkpoint)
 
-    def _check_run_shape(self) -> None:
-        """A resumed run steps like the run it continues: same images per step and steps per epoch (the
-        schedule and the normalized decay are functions of them). Checked once both are known."""
-        self.exact_resume.check_run_shape(getattr(self, "run_facts", None))
-
     def on_train_start(self) -> None:
         if self._resumes_itself():
             self.exact_resume.train_start(self.trainer, self)
