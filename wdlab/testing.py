@@ -19,7 +19,8 @@ The checks (:data:`CHECKS`), all on CPU in float64 unless said otherwise:
     (<= 0.1) keeps the parameters' dtype.
 ``round_trip``
     A small network trained 37 steps, saved through ``torch.save`` / ``torch.load(weights_only=True)``
-    (model, optimizer, scheduler) and resumed, ends bit-identical to an uninterrupted 60-step run.
+    (model, optimizer, scheduler) and resumed, ends bit-identical to an uninterrupted 60-step run; in float32
+    and in bfloat16 (where wdlab's decoupled entries round the decayed weights stochastically).
 ``zero_gradient``
     Decoupled entries only. With zero gradients a parameter shrinks by exactly prod_t (1 - decay_t)
     (relative 1e-13), decay_t = eta_t * lambda, lr_t * lambda or eta_t^2 * lambda for ``decay_scaling``
@@ -299,11 +300,16 @@ def _check_low_precision(spec: OptimizerSpec, reference: ReferenceRun, lr: float
 
 # -- state_dict round trip -------------------------------------------------------------------------------------
 def _check_round_trip(spec: OptimizerSpec, fused: bool | None) -> None:
+    for dtype in (torch.float32, torch.bfloat16):
+        _round_trip(spec, fused, dtype)
+
+
+def _round_trip(spec: OptimizerSpec, fused: bool | None, dtype: torch.dtype) -> None:
     """Stop after 37 of 60 steps, save through a real torch.save/torch.load(weights_only=True), resume."""
     with torch.random.fork_rng(devices=[]):  # a library check must not move the caller's random stream
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
-        data = torch.randn(60, 16, 6)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)).to(dtype)
+        data = torch.randn(60, 16, 6).to(dtype)
     kwargs: dict[str, Any] = {"steps_per_epoch": 10, "max_epochs": 6, "batch_size": 16, "num_train": 160,
                               "fused": fused}
     if spec.schedule == "warm_restarts":
@@ -317,7 +323,7 @@ def _check_round_trip(spec: OptimizerSpec, fused: bool | None) -> None:
     def train(net: torch.nn.Module, opt: torch.optim.Optimizer, sched: ScheduledLR, start: int, stop: int) -> None:
         for step in range(start, stop):
             opt.zero_grad()
-            net(data[step]).square().mean().backward()
+            net(data[step]).float().square().mean().backward()
             opt.step()
             sched.step()
 
@@ -346,7 +352,7 @@ def _check_round_trip(spec: OptimizerSpec, fused: bool | None) -> None:
 
     for (key, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         if not torch.equal(a, b):
-            _fail(spec, "round_trip", f"resumed from a state_dict saved at step 37, {key} differs from the "
+            _fail(spec, "round_trip", f"resumed from a state_dict saved at step 37 ({dtype}), {key} differs from the "
                                       f"uninterrupted run's after step 60 (max |diff| {(a - b).abs().max():.3g}): "
                                       f"the state_dict does not hold (or load_state_dict does not restore) all state")
 
