@@ -217,7 +217,8 @@ def main() -> int:
         ax.axvline(o.log2_decay, color="grey", lw=0.8, ls=":")
         ax.annotate(f"T = {length:g}: {o.log2_decay:.2f}", (o.log2_decay, 42 - 3 * ts.index(length)), fontsize=8,
                     ha="center")
-    ax.set(xlabel="log2 raw decay lambda", ylabel="test error (%) (mean; band: seed range)", ylim=(5, 45), xlim=(-11.5, -6.5),
+    ax.set(xlabel="log2 raw decay lambda", ylabel="test error (%) (mean; band: seed range)", ylim=(5, 45),
+           xlim=(-11.5, -6.5),
            title=f"B.1: AdamW lr 2^-8, 3 seeds; raw slope {point:+.2f}, per-seed t [{t.lo:+.2f}, {t.hi:+.2f}]")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
