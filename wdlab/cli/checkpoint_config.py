@@ -18,15 +18,14 @@ other than the default.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from wdlab.cli.run_dirs import configured_checkpoint_dir
 from wdlab.training.checkpoints import CheckpointError
-from wdlab.training.resume import checkpoint_dir_of
 
 __all__ = ["RESUMABLE_DATA_KEYS", "adopt_checkpoint_configuration", "checkpoint_file", "flatten"]
 
@@ -56,27 +55,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def configured_checkpoint_dir(config: Any) -> Path:
-    """The run directory's ``checkpoints/`` found from the config, as
-    :func:`~wdlab.training.resume.checkpoint_dir` finds it from the trainer (which cannot under
-    ``fast_dev_run``: Lightning replaces the logger by a dummy that has no directory)."""
-    trainer = config.get("trainer") or {}
-    logger = trainer.get("logger")
-    if isinstance(logger, list):
-        logger = logger[0] if logger else None
-    init_args = getattr(logger, "init_args", None)
-    root = trainer.get("default_root_dir") or os.getcwd()
-    dirpath = (config.get("checkpoint") or {}).get("dirpath")
-    if init_args is not None and getattr(init_args, "save_dir", None) is not None:
-        version = getattr(init_args, "version", None)
-        return checkpoint_dir_of(dirpath, init_args.save_dir, getattr(init_args, "name", None),
-                                 "" if version is None else version, root)  # pinned as pin_logger_version does
-    return checkpoint_dir_of(dirpath, None, None, None, root)
-
-
 def checkpoint_file(config: Any, ckpt_path: str | None) -> Path | None:
     """The file a resume or evaluation would read: ``ckpt_path`` itself, or for ``last``/``auto`` the run
-    directory's ``checkpoints/last.ckpt`` (:func:`configured_checkpoint_dir`); ``None`` when there is none yet."""
+    directory's ``checkpoints/last.ckpt`` (:func:`~wdlab.cli.run_dirs.configured_checkpoint_dir`); ``None``
+    when there is none yet."""
     if not ckpt_path:
         return None
     if ckpt_path not in ("last", "auto"):

@@ -76,7 +76,7 @@ def _usable_config(config: str, tmpdir: Callable[[], str]) -> str:
 
 def _build(configs: Sequence[str], overrides: Sequence[str]) -> tuple[Any, Any]:
     """``(model, datamodule)`` from the configs and overrides, as ``wdlab fit`` would build them."""
-    from wdlab.cli.lightning import ConfigError, build_from_options
+    from wdlab.cli.build import ConfigError, build_from_options
 
     tmp: list[str] = []
 

@@ -2,28 +2,26 @@
 
 What wdlab adds to LightningCLI, all of it editing the parsed config or the subcommand's arguments:
 
-* the run directory is pinned to ``runs/<logger name>`` (:func:`pin_logger_version`) and
-  ``--ckpt_path`` is resolved and checked before anything is written
+* the run directory is pinned to ``runs/<logger name>`` and an evaluation writes into its ``eval/``
+  (:mod:`wdlab.cli.run_dirs`), and ``--ckpt_path`` is resolved and checked before anything is written
   (:func:`wdlab.training.resume.resolve_ckpt_path`);
 * on CUDA, the trainer defaults of :func:`wdlab.training.fastpaths.cuda_trainer_defaults`;
 * ``--checkpoint`` (:class:`~wdlab.training.ResumableCheckpoint`) and ``--snapshots``
   (:class:`~wdlab.training.AnytimeSnapshots`) are always present; ``--test_after_fit``; ``--sweep``
-  (the presets ``wdlab sweep`` reads).
+  (the presets ``wdlab sweep`` reads);
+* a refused option is one line naming where it was set (:mod:`wdlab.cli.parser_errors`); a run stopped
+  by a signal prints the command that resumes it.
+
+Other commands build a model from the same options with :func:`wdlab.cli.build.build_from_options`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import re
 import shlex
 import signal
 import sys
-import warnings
 from argparse import ArgumentError
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -31,8 +29,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file, configured_checkpoint_dir
+from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
 from wdlab.cli.errors import one_line, report_errors
+from wdlab.cli.parser_errors import ConfigError, explain_parser_error
+from wdlab.cli.run_dirs import configured_checkpoint_dir, pin_evaluation_dir, pin_logger_version
 from wdlab.data import DatasetError
 from wdlab.optim import decay_table, param_groups
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
@@ -45,68 +45,7 @@ from wdlab.training.resume import (
     run_directory,
 )
 
-__all__ = [
-    "EVAL_DIRNAME",
-    "STOP_EXIT_STATUS",
-    "ConfigError",
-    "WdlabCLI",
-    "build_cli",
-    "build_from_options",
-    "evaluation_name",
-    "main",
-    "pin_evaluation_dir",
-    "pin_logger_version",
-    "resume_command",
-]
-
-
-class ConfigError(ValueError):
-    """A configuration LightningCLI rejects, or whose model/data/trainer cannot be built (one line)."""
-
-
-def pin_logger_version(logger_config: Any) -> None:
-    """In a LightningCLI config: a TensorBoard/CSV logger without a ``version`` gets ``""``, i.e. the run
-    directory ``<save_dir>/<name>`` (instead of a new ``version_N`` per invocation)."""
-    init_args = getattr(logger_config, "init_args", None)
-    class_path = str(getattr(logger_config, "class_path", ""))
-    if init_args is None or not class_path.endswith(("TensorBoardLogger", "CSVLogger")):
-        return
-    if getattr(init_args, "version", None) is None:
-        init_args.version = ""
-
-
-#: Where ``wdlab test|validate|predict`` write, inside the run directory: ``eval/<checkpoint stem>/``.
-EVAL_DIRNAME = "eval"
-
-
-def evaluation_name(ckpt_path: str | None) -> str:
-    """The folder name of an evaluation of ``ckpt_path``: the checkpoint's stem (``last`` for
-    ``last``/``auto``; ``initial`` when no checkpoint is given, i.e. the freshly built model)."""
-    if ckpt_path is None:
-        return "initial"
-    if ckpt_path in ("last", "auto"):
-        return "last"
-    return Path(ckpt_path).stem
-
-
-def pin_evaluation_dir(config: Any) -> None:
-    """In a LightningCLI config of ``test|validate|predict``: the TensorBoard/CSV logger writes into
-    ``<run dir>/eval/<checkpoint stem>/`` instead of the run directory, so an evaluation never adds to the
-    training record (its HPARAMS, curves, config.yaml stay as training left them). The checkpoints the
-    run directory holds are still found there (``--ckpt_path last``)."""
-    logger_config = config.get("trainer", {}).get("logger")
-    init_args = getattr(logger_config, "init_args", None)
-    class_path = str(getattr(logger_config, "class_path", ""))
-    if init_args is None:
-        return
-    folder = f"{EVAL_DIRNAME}/{evaluation_name(config.get('ckpt_path'))}"
-    if class_path.endswith("TensorBoardLogger"):  # <save_dir>/<name>/<version>/<sub_dir>; checkpoints stay put
-        init_args.sub_dir = folder
-    elif class_path.endswith("CSVLogger"):  # no sub_dir: the version goes one level deeper ...
-        run_dir = Path(init_args.save_dir or ".", str(init_args.name or ""), str(init_args.version or ""))
-        if config.get("checkpoint") is not None and config["checkpoint"].get("dirpath") is None:
-            config["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")  # ... and last.ckpt stays where it is
-        init_args.version = str(Path(str(init_args.version or ""), folder))
+__all__ = ["STOP_EXIT_STATUS", "SUBCOMMANDS", "WdlabCLI", "build_cli", "main", "resume_command"]
 
 
 class WdlabCLI(LightningCLI):
@@ -236,7 +175,7 @@ class WdlabCLI(LightningCLI):
 
 
 #: The LightningCLI subcommands wdlab runs.
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = tuple(LightningCLI.subcommands())
 
 
 def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
@@ -272,47 +211,6 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
     )
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info lines (seed, GPU available, tips) and warnings about an unused trainer."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def build_from_options(args: Sequence[str]) -> WdlabCLI:
-    """Model, datamodule and trainer from ``--config X --key value ...`` options, built and not run.
-
-    Raises :class:`ConfigError` with the parser's or the constructor's reason on one line (jsonargparse
-    prints a usage block and a multi-line error; only the error is kept).
-    """
-    captured = io.StringIO()
-    try:
-        with _quiet_lightning(), contextlib.redirect_stderr(captured):
-            cli = build_cli(args, run=False)
-    except SystemExit as exit_:  # jsonargparse: usage + "error: ..." on stderr
-        if not exit_.code:
-            sys.stderr.write(captured.getvalue())
-            raise
-        text = captured.getvalue()
-        match = re.search(r"^error:(.*)", text, re.MULTILINE | re.DOTALL)
-        raise ConfigError(" ".join((match.group(1) if match else text).split())) from None
-    except ArgumentError as error:  # the parser's refusal (exit_on_error=False): one message
-        raise ConfigError(explain_parser_error(one_line(error), args)) from None
-    except (ValueError, TypeError) as error:  # a constructor's own check, e.g. the optimizer's hyperparameters
-        raise ConfigError(one_line(error)) from None
-    sys.stderr.write(captured.getvalue())
-    return cli
-
-
 #: Exit status of ``wdlab fit`` stopped by a signal, after ``last.ckpt`` was saved: SIGTERM is the
 #: scheduler's request to stop (0, a clean stop); Ctrl-C is the shell's convention 128 + SIGINT.
 STOP_EXIT_STATUS = {signal.SIGTERM: 0, signal.SIGINT: 130}
@@ -334,64 +232,6 @@ def resume_command(args: Sequence[str]) -> str:
     if not given:
         resumed += ["--ckpt_path", "last"]
     return shlex.join(["wdlab", *resumed])
-
-
-def explain_parser_error(message: str, args: Sequence[str]) -> str:
-    """The parser's one-line refusal plus where the bad key is and how to find the right one: an option
-    from a config file names that file (jsonargparse does not)."""
-    unknown = re.search(r"does not accept option '([^']+)'", message)
-    if unknown:
-        key = unknown.group(1)
-        for config in _config_files(args):
-            if _yaml_has_key(config, key):
-                help_command = f"wdlab {_subcommand(args)} --help"
-                return f"{message} (set in {config}); check its spelling: '{help_command}' lists the options"
-    if unknown or message.startswith("unrecognized arguments"):
-        return f"{message}; check the spelling: 'wdlab {_subcommand(args)} --help' lists the options"
-    if "Does not validate against any of the Union subtypes" in message:
-        # A subclass-typed section (data: LightningDataModule | None): jsonargparse lists why each type
-        # failed; the constructor's own reason is the one that is not "Expected a <class 'NoneType'>".
-        reasons = [r.strip() for r in re.split(r" - ", message.split("Errors:", 1)[-1])[1:]]
-        real = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
-        if real:
-            key = re.match(r'Parser key "([^"]+)"', message)
-            reason = real[0].split(" Given value type:")[0]
-            given = re.search(r" Given value: (.*)$", message)
-            if given and "Got value" not in reason:  # e.g. an optional float given a word
-                reason = f"{reason}. Got value: {given.group(1)}"
-            return f"{key.group(1) + ': ' if key else ''}{reason}"
-    return message
-
-
-def _subcommand(args: Sequence[str]) -> str:
-    return next((a for a in args if a in SUBCOMMANDS), "fit")
-
-
-def _config_files(args: Sequence[str]) -> list[str]:
-    files, arguments = [], iter(args)
-    for arg in arguments:
-        if arg in ("--config", "-c"):
-            files.append(next(arguments, ""))
-        elif arg.startswith("--config="):
-            files.append(arg.partition("=")[2])
-    return files
-
-
-def _yaml_has_key(path: str, dotted: str) -> bool:
-    import yaml
-
-    try:
-        node: Any = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    for part in dotted.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(node.get("init_args"), dict) and part in node["init_args"]:
-            node = node["init_args"][part]
-        else:
-            return False
-    return True
 
 
 def main(args: Sequence[str] | None) -> int:

@@ -77,7 +77,7 @@ def check_cells_build(spec: SweepSpec) -> None:
     """
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from wdlab.cli.lightning import ConfigError, build_from_options
+    from wdlab.cli.build import ConfigError, build_from_options
 
     options = spec.fit_args(spec.cells[0])
     options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
