@@ -47,7 +47,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix: value}
     flat: dict[str, Any] = {}
     for key, item in value.items():
-        if key == "_instantiator":
+        if key in ("_instantiator", "__path__"):  # jsonargparse's bookkeeping: where a component file was read from
             continue
         key = "class_path" if key == "_class_path" else key
         path = prefix if key == "init_args" else f"{prefix}.{key}" if prefix else key
