@@ -324,6 +324,12 @@ def _means_over(seed_values: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.where(counts > 0, means, np.nan), -1, 0)
 
 
+def _slopes_of_tables(log_lr: np.ndarray, log_decays: np.ndarray, tables: Iterator[np.ndarray]) -> np.ndarray:
+    """The slope of each resampled table ``(b, rows, columns)`` in ``tables``, concatenated."""
+    slopes = [_slopes(log_lr, _optima(log_decays, table)[0]) for table in tables]
+    return np.concatenate(slopes) if slopes else np.zeros(0)
+
+
 def whole_seed_bootstrap_slopes(
     lrs: Sequence[float],
     decays: Sequence[float],
@@ -342,11 +348,8 @@ def whole_seed_bootstrap_slopes(
     positive, log_decays = _log2_positive(decays)
     log_lr = np.log2(np.asarray(lrs, dtype=np.float64))
     table = seed_values[:, positive]
-    slopes = []
-    for draws in _seed_draws(table.shape[-1], resamples, rng_seed):
-        optimum, _ = _optima(log_decays, _means_over(table, draws))
-        slopes.append(_slopes(log_lr, optimum))
-    return np.concatenate(slopes) if slopes else np.zeros(0)
+    tables = (_means_over(table, draws) for draws in _seed_draws(table.shape[-1], resamples, rng_seed))
+    return _slopes_of_tables(log_lr, log_decays, tables)
 
 
 def _cell_resampled_means(
@@ -384,11 +387,8 @@ def per_cell_bootstrap_slopes(
     log_lr = np.log2(np.asarray(lrs, dtype=np.float64))
     counts = np.isfinite(seed_values[:, positive]).sum(axis=-1)
     rows = counts.sum(axis=-1) > 0
-    slopes = []
-    for tables in _cell_resampled_means(seed_values[rows][:, positive], resamples, rng_seed):
-        optimum, _ = _optima(log_decays, tables)
-        slopes.append(_slopes(log_lr[rows], optimum))
-    return np.concatenate(slopes) if slopes else np.zeros(0)
+    tables = _cell_resampled_means(seed_values[rows][:, positive], resamples, rng_seed)
+    return _slopes_of_tables(log_lr[rows], log_decays, tables)
 
 
 def per_seed_slopes(lrs: Sequence[float], decays: Sequence[float], seed_values: np.ndarray) -> np.ndarray:
