@@ -289,3 +289,23 @@ def test_every_cheap_readme_command_runs_as_written(tmp_path, quickstart_run, da
         if (cwd / "my.yaml").exists():  # the printed config is a config wdlab reads back
             assert yaml.safe_load((cwd / "my.yaml").read_text())["model"]["optimizer"]["name"] == "adamwr"
     assert ran >= 15
+
+
+def _slug(title: str) -> str:
+    """A heading's anchor as MyST makes it (``myst_heading_anchors``): lower case, punctuation dropped."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_links_lead_to_files_and_headings():
+    """README.md is not a page of the site (the Sphinx build checks the site's links): its relative links are
+    checked here, the file and, for a Markdown file, the heading."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert len(local) >= 15, local
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert (REPO / path).exists(), f"README.md links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (REPO / path).read_text(encoding="utf-8"), re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README.md links to {link}: no such heading"
