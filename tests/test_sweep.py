@@ -162,6 +162,10 @@ def test_tiny_sweep_end_to_end(base: Path, tmp_path: Path) -> None:
                  cwd=tmp_path, env=unthreaded)
     assert done.returncode == 0, done.stderr
     assert "4/4 cells done, 0 failed" in done.stderr
+    # each cell's line says where the sweep stands, also in a log (no bar): done / total, failures, time left
+    first_done = r"\ndone    \S+: test error [\d.]+ % \(\d+ s\) \[1/4 done, 0 failed, ~[\d:]+ left\]\n"
+    assert re.search(first_done, done.stderr), done.stderr
+    assert re.search(r"\[4/4 done, 0 failed\]\n", done.stderr), done.stderr
     rows = results(out)
     assert [(r["model.optimizer.lr"], r["model.optimizer.weight_decay"]) for r in rows] == [
         ("0.1", "0.001"), ("0.1", "0.002"), ("0.05", "0.001"), ("0.05", "0.002"),
