@@ -6,6 +6,8 @@ that name the fix before anything is seeded or built."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -131,6 +133,18 @@ def test_a_misspelled_optimizer_name_fails_before_the_seed(seeded, capfd):
         "wdlab: error: unknown optimizer 'adamwrr' (did you mean 'adamwr'?); known: adam, adamw, adamwr, sgd, "
         "sgdw, sgdwr, adamc, sgdc, radamw, nadamw, muonw"], err
     assert seeded == []  # refused before the seed (and the Trainer, its banner) is set up
+    # a bad value is refused right after parsing, also before the seed
+    assert main(["fit", "--config", QUICKSTART, "--model.optimizer.lr", "0"]) == 2
+    assert "lr must be a number > 0" in capfd.readouterr().err and seeded == []
+
+
+def test_a_misspelled_optimizer_name_is_refused_before_lightning_loads():
+    code = ("import sys; from wdlab.cli import main; status = main(['fit', '--model.optimizer.name', 'AdamWRR']); "
+            "print(status, 'lightning' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert done.stderr.strip() == ("wdlab: error: unknown optimizer 'AdamWRR' (did you mean 'adamwr'?); known: adam, "
+                                   "adamw, adamwr, sgd, sgdw, sgdwr, adamc, sgdc, radamw, nadamw, muonw")
 
 
 def test_a_misspelled_optimizer_key_names_the_key_and_the_valid_ones(seeded, capfd):

@@ -76,10 +76,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"wdlab: unknown command {args[0]!r}; run 'wdlab --help' for the list of commands", file=sys.stderr)
         return 2
+    if args[0] in LIGHTNING_COMMANDS:
+        from wdlab.cli.errors import report_errors
+
+        if report_errors("wdlab", (ValueError,), lambda: _check_optimizer_name(args[1:])) == 2:
+            return 2
     module = importlib.import_module(f"wdlab.cli.{COMMANDS[args[0]]}")
     if args[0] in LIGHTNING_COMMANDS:
         return module.main(None if argv is None else args)  # LightningCLI parses the subcommand itself
     return module.main(args[1:])
+
+
+def _check_optimizer_name(args: Sequence[str]) -> int:
+    """An unknown ``--model.optimizer.name`` given on the command line is refused before Lightning is imported
+    (seconds sooner than the parser would); the full check follows the parsing (``WdlabCLI.parse_arguments``)."""
+    name = None
+    arguments = iter(args)
+    for arg in arguments:
+        if arg == "--model.optimizer.name":
+            name = next(arguments, None)
+        elif arg.startswith("--model.optimizer.name="):
+            name = arg.partition("=")[2]
+    if name is not None and name not in ("null", "None", ""):
+        from wdlab.optim.registry import REGISTRY
+
+        REGISTRY.lookup(name)
+    return 0
 
 
 def __getattr__(name: str) -> Any:
