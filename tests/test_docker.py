@@ -17,8 +17,8 @@ import pytest
 import tomllib
 import yaml
 from packaging.requirements import Requirement
+from paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
 INSTALL_RUN = ("--mount=type=cache,target=/root/.cache/pip --mount=type=bind,target=/src,rw "

@@ -11,13 +11,13 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from paths import REPO
 from test_resume import RUN, _assert_identical, _load, _training_state
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -37,7 +37,6 @@ from wdlab.training.fastpaths import (
     resolve_fused,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 # A tiny run: 96 training images in batches of 32 (3 steps per epoch), PreActResNet(8, 4).

@@ -3,15 +3,12 @@ recognized; the table of groups (`wdlab fit --print_decay`, and logged at the st
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from paths import REPO
 from torch import nn
 
 from wdlab.cli import main
 from wdlab.optim import decay_table, param_groups
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Modern(nn.Module):

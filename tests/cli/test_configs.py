@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paths import REPO
 
 from wdlab.cli import main
 from wdlab.experiments.sweep import parse_value
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 COMPONENT_DIRS = ("models", "data")  # configs/<dir>/*.yaml are parts of configs, not configs to run
 SELF_CONTAINED = {"quickstart.yaml"}  # the first config a reader sees stays whole (tests copy its text elsewhere)

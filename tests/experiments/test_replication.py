@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 PANELS = {"sgd": "0.125", "sgdw": "0.125", "adam": "0.001", "adamw": "0.001"}  # lr of the two cells
 TINY = ["--seeds", "1", "--trainer.max_epochs", "1", "--data.init_args.num_train", "64",
         "--data.init_args.num_test", "64", "--data.init_args.batch_size", "32"]

@@ -14,11 +14,11 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 from optim_reference import sgdr_eta
+from paths import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import build_cli, main
 
-REPO = Path(__file__).resolve().parents[1]
 # Experiment configs only: a component (a model or datamodule that experiment configs name, e.g.
 # configs/models/*.yaml) is one class, ``class_path`` at its top level.
 CONFIGS = sorted(

@@ -34,9 +34,9 @@ import pytest
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
+from paths import REPO, TESTS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-REPO = Path(__file__).resolve().parents[1]
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
 pytestmark = pytest.mark.skipif(
@@ -74,7 +74,7 @@ def _fit(cwd: Path, *extra: str) -> dict:
     cwd.mkdir(parents=True, exist_ok=True)
     # One thread per process (what Lightning's DDP launcher gives each of 2 ranks on 2 cores) keeps the
     # runs fast on a busy machine; the single-process result is bit-identical with 1 or 2 threads.
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", PYTHONPATH=str(TESTS))
     process = subprocess.Popen([WDLAB, *QUICKSTART, *extra], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

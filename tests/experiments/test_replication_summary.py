@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("summarize", REPO / "docs/replication/summarize.py")
 summarize = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(summarize)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from paths import REPO, TESTS
 
 from wdlab.cli import main
 from wdlab.cli.lightning import resume_command
 
-REPO = Path(__file__).resolve().parents[1]
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
 # Shake-Shake (alpha/beta from the global RNG) + device-side augmentation (global RNG) + adamwr with
@@ -150,7 +150,7 @@ def test_resume_from_a_step_interval_checkpoint(uninterrupted, tmp_path):
 
 def test_external_sigterm_to_the_console_script_then_resume(uninterrupted, tmp_path):
     """The real command, killed by another process at an arbitrary moment: clean exit 0, exact resume."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(TESTS))
     args = [WDLAB, *RUN, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
             "--trainer.callbacks+=resume_helpers.SlowSteps"]  # ~0.3 s per step: time to signal mid-run
     process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -224,7 +224,7 @@ def test_the_resume_hint_replaces_a_given_ckpt_path():
 def test_ctrl_c_from_another_process_saves_and_resumes_exactly(uninterrupted, tmp_path):
     """SIGINT (Ctrl-C) to the console script does what SIGTERM does -- finish the step, save last.ckpt,
     print the resume command -- and exits 130; the resumed run is exact."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(TESTS))
     # Started from a snapshot-free --ckpt_path auto: the hint must keep it, not add a second --ckpt_path.
     args = [WDLAB, *RUN, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--ckpt_path", "auto",
             "--trainer.callbacks+=resume_helpers.SlowSteps"]

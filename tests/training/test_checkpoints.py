@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from paths import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
 from wdlab.training import AtomicCheckpointIO, CheckpointError, ResumableCheckpoint, check_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 # 256 images / batch 64 = 4 steps per epoch; the quickstart's adamwr with t0 = 1, t_mult = 2.
 SMALL = [
     "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--data.init_args.num_train", "256",

@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 import torch
 from optim_reference import sgd_reference
+from paths import TESTS
 
 from wdlab.optim import REGISTRY, SGDW, OptimizerSpec, build_optimizer, register, registry, resolve_hyperparameters
 from wdlab.optim.store import OptimizerRegistry
 from wdlab.testing import CHECKS, check_optimizer
-
-TESTS = Path(__file__).resolve().parent
 
 # The third-party package, as its author would write it: a Lion-like optimizer (Chen et al. 2023: the sign of an
 # interpolated momentum) with wdlab's decoupled decay, declared with the capability fields of OptimizerSpec.

@@ -8,12 +8,12 @@ low precision, state_dict round trip, convergence); here: timm's implementation,
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from optim_reference import adam_reference, sgd_reference
+from paths import QUICKSTART
 
 from wdlab.cli import main
 from wdlab.optim import REGISTRY, SGDW, AdamW, build_optimizer, convert_decay, normalized_weight_decay, param_groups
@@ -378,7 +378,7 @@ def test_timescale_through_wdlab_fit(tmp_path, monkeypatch):
             self.seen.append(trainer.optimizers[0].param_groups[0]["weight_decay"])
 
     monkeypatch.chdir(tmp_path)
-    quickstart = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    quickstart = QUICKSTART
     cli = build_cli(["--config", quickstart, "--model.optimizer.weight_decay_norm", "null",
                      "--model.optimizer.weight_decay_timescale", "5", "--model.optimizer.t0_epochs", "1",
                      "--data.init_args.num_train", "320", "--data.init_args.num_test", "32",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from paths import REPO
 
 from wdlab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 QUICK = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.fast_dev_run", "true",
          "--data.init_args.batch_size", "8", "--trainer.enable_progress_bar", "false",

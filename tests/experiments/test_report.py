@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import QUICKSTART
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
@@ -169,7 +170,7 @@ def test_report_command_rejects_bad_paths(tmp_path: Path, capsys) -> None:
 def two_runs(tmp_path_factory) -> Path:
     """Two real 3-epoch runs with warm restarts (periods end at epochs 1 and 3)."""
     root = tmp_path_factory.mktemp("curves")
-    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    config = QUICKSTART
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         for name, lr in (("a", "0.001"), ("b", "0.003")):

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from paths import REPO
 
 from wdlab.cli import main
 from wdlab.cli.ensemble import main as run_ensemble
 from wdlab.experiments.ensemble import snapshot_info
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "quickstart.yaml")
 # 256 training images in batches of 64 -> 4 steps per epoch; 128 test images.
 DATA = ["--data.init_args.num_train", "256", "--data.init_args.num_test", "128", "--data.init_args.batch_size", "64"]

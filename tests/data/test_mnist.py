@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from paths import REPO
 
 from wdlab.cli import main
 from wdlab.data import (
@@ -29,7 +30,6 @@ from wdlab.data import (
     to_rgb32,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"

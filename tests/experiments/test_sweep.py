@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+from paths import REPO
 
 from wdlab.cli.sweep import split_passthrough
 from wdlab.experiments.cells import cell_identity
@@ -117,8 +118,7 @@ def test_split_passthrough_keeps_cell_options_in_order() -> None:
 
 
 def test_grid_preset_from_config(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[1]
-    grid, seeds = grid_preset([repo / "configs" / "fig2_small" / "sgdw.yaml"])
+    grid, seeds = grid_preset([REPO / "configs" / "fig2_small" / "sgdw.yaml"])
     assert seeds == [0, 1]
     assert grid["model.optimizer.lr"] == [2.0**e for e in range(-7, -2)]
     assert grid["model.optimizer.weight_decay"] == [2.0**e for e in range(-12, -7)]

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
     "--model.optimizer.t0_epochs", "1", "--data.init_args.num_train", "128", "--data.init_args.num_test", "64",

@@ -23,9 +23,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from paths import REPO
 from test_sweep import BASE, GRID, lost_cells
 
-REPO = Path(__file__).resolve().parents[1]
 LR = "model.optimizer.lr"
 TWO_CELLS = ["--grid", f"{LR}=0.1,0.05"]
 
