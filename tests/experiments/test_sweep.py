@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import itertools
 import os
 import re
 import signal
@@ -14,9 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
 from paths import REPO
+from sweep_helpers import BASE, GRID, results, sweep
 
 from wdlab.cli.sweep import split_passthrough
 from wdlab.experiments.cells import cell_identity
@@ -24,64 +21,9 @@ from wdlab.experiments.results import read_results, read_scalars, write_results
 from wdlab.experiments.sweep import SweepError, SweepSpec, grid_preset, parse_grid, parse_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# A cell: PreActResNet-8 of width 4 on 64 built-in images, 2 steps per epoch: a few seconds each,
-# most of it the start of a Python process.
-BASE = """\
-seed_everything: 0
-trainer:
-  max_epochs: 1
-  accelerator: cpu
-  devices: 1
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-model:
-  net:
-    class_path: wdlab.models.PreActResNet
-    init_args: {depth: 8, base_width: 4, num_classes: 10}
-  optimizer: {name: sgdw, lr: 0.05, weight_decay: 0.001, schedule: cosine}
-data:
-  class_path: wdlab.data.BuiltinDataModule
-  init_args: {batch_size: 32, num_train: 64, num_test: 64, seed: 0}
-snapshots: {save: false}
-"""
-GRID = ["--grid", "model.optimizer.lr=0.1,0.05", "--grid", "model.optimizer.weight_decay=0.001,0.002"]
-
-
-def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if env is None else env
-    return subprocess.run(
-        [sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-
-
-def results(out: Path) -> list[dict[str, str]]:
-    with (out / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 def commands_run(cell_dir: Path) -> int:
     """How many times the sweep started this cell (each start appends its command line to cell.log)."""
     return sum(line.startswith("$ ") for line in (cell_dir / "cell.log").read_text().splitlines())
-
-
-def lost_cells(study: optuna.Study, grid: dict[str, list[float]]) -> None:
-    """The two losses of earlier versions, seed 0: the first grid point's cell killed, then pruned as a
-    duplicate (a second worker had picked it); the second one pruned twice (two workers picked it at once
-    and each pruned itself). Built with Optuna's own API as those versions' GridSampler left them: with its
-    ``search_space`` and ``grid_id`` system attributes, so that it counts those points as visited."""
-    space = {**grid, "seed_everything": [0]}
-    sampler = optuna.samplers.GridSampler(space, seed=0)  # the old engine's sampler and seed
-    grids = sampler._all_grids  # private: which grid id the old engine gave each point
-    first, second = itertools.islice(itertools.product(*grid.values()), 2)
-    for state, point in ((TrialState.FAIL, first), (TrialState.PRUNED, first), (TrialState.PRUNED, second),
-                         (TrialState.PRUNED, second)):  # fmt: skip
-        params = {**dict(zip(grid, point, strict=True)), "seed_everything": 0}
-        grid_id = grids.index(tuple(params[key] for key in sorted(params)))
-        study.add_trial(create_trial(
-            state=state, params=params, distributions={key: CategoricalDistribution(v) for key, v in space.items()},
-            system_attrs={"search_space": {key: space[key] for key in sorted(space)}, "grid_id": grid_id},
-        ))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_sweep import BASE, GRID, lost_cells
+from sweep_helpers import BASE, GRID, lost_cells
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ these tests also run against earlier versions of the sweep (which failed them).
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import shutil
@@ -24,21 +23,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from paths import REPO
-from test_sweep import BASE, GRID, lost_cells
+from sweep_helpers import BASE, GRID, lost_cells, results, sweep
 
 LR = "model.optimizer.lr"
 TWO_CELLS = ["--grid", f"{LR}=0.1,0.05"]
-
-
-def sweep(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "wdlab", "sweep", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
-
-
-def rows_of(out: Path) -> list[dict[str, str]]:
-    with (out / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
 
 
 def complete_per_cell(study: optuna.Study) -> Counter[tuple[tuple[str, object], ...]]:
@@ -57,11 +45,11 @@ def test_lost_cells_are_run_again(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "0 done, 2 to re-run, 0 to start" in done.stderr
     assert "2/2 cells done, 0 failed" in done.stderr
-    assert [row["state"] for row in rows_of(out)] == ["complete", "complete"]
+    assert [row["state"] for row in results(out)] == ["complete", "complete"]
     study = optuna.load_study(study_name=out.name, storage=storage)
     assert sorted(complete_per_cell(study).values()) == [1, 1], "each cell complete exactly once"
     assert "Traceback" not in done.stderr
-    for row in rows_of(out):  # what each cell is, recorded when it was enqueued
+    for row in results(out):  # what each cell is, recorded when it was enqueued
         assert (row["optimizer"], row["decoupled"], row["decay_scaling"]) == ("sgdw", "1", "schedule"), row
 
 
@@ -78,7 +66,7 @@ def test_a_cell_enqueued_twice_runs_once(tmp_path: Path) -> None:
                  cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2/2 cells done, 0 failed" in done.stderr
-    for row in rows_of(out):
+    for row in results(out):
         log = (out / Path(row["run_dir"]).name / "cell.log").read_text()
         assert sum(line.startswith("$ ") for line in log.splitlines()) == 1, "the cell ran twice"
     trials = optuna.load_study(study_name=out.name, storage=storage).get_trials()
@@ -93,14 +81,14 @@ def test_a_shipped_study_resumes_and_reruns_nothing(tmp_path: Path) -> None:
     out.mkdir(parents=True)
     for name in ("sweep.db", "results.csv"):
         shutil.copy(shipped / name, out / name)
-    before = rows_of(out)
+    before = results(out)
     grid = ["--grid", f"{LR}=0.00390625", "--grid", "model.optimizer.weight_decay=0.00390625"]
     done = sweep(["--config", str(REPO / "configs" / "replication" / "fig13_adam.yaml"), *grid,
                   "--out", "runs/replication/fig13_adam", "--no_report"], cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "8 done, 0 to re-run, 0 to start, 0 running elsewhere" in done.stderr
     assert not list(out.glob("*/cell.log")), "no cell ran"
-    after = rows_of(out)
+    after = results(out)
     assert [{column: row[column] for column in before[0]} for row in after] == before  # new columns come after
     assert {(row["decoupled"], row["decay_scaling"]) for row in after} == {("0", "")}  # adam: L2, no scaling
     study = optuna.load_study(study_name="fig13_adam", storage=f"sqlite:///{out / 'sweep.db'}")
@@ -183,7 +171,7 @@ def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp
     again = sweep(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "4/4 cells done, 0 failed" in again.stderr
-    assert [row["state"] for row in rows_of(out)] == ["complete"] * 4
+    assert [row["state"] for row in results(out)] == ["complete"] * 4
     study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'sweep.db'}")
     assert sorted(complete_per_cell(study).values()) == [1, 1, 1, 1], "each cell complete exactly once"
     killed = [t for t in study.trials if t.state == TrialState.FAIL and "error" not in t.user_attrs]

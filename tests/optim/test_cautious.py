@@ -9,8 +9,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning_helpers import MemoryLogger
 from optim_reference import adam_reference, muonw_reference, nadam_reference, radam_reference, sgd_reference
-from test_any_module import MemoryLogger
 
 from wdlab.models import PreActResNet
 from wdlab.optim import REGISTRY, AdamW, OptimizerSpec

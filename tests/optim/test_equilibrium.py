@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_any_module import MemoryLogger, Regression, _loaders
+from lightning_helpers import MemoryLogger, Regression, loaders
 from torch import nn
 
 import wdlab.training.angular as angular_module
@@ -303,7 +303,7 @@ def test_any_module_gets_the_tags_from_the_callback(tmp_path, monkeypatch):
                         limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                         accelerator="cpu")
-    train, _ = _loaders()
+    train, _ = loaders()
     trainer.fit(module, train)
     assert len(calls) == 4
     group = trainer.optimizers[0].param_groups[0]

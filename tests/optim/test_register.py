@@ -24,6 +24,7 @@ import pytest
 import torch
 from optim_reference import sgd_reference
 from paths import TESTS
+from sweep_helpers import cell_config
 
 from wdlab.optim import REGISTRY, SGDW, OptimizerSpec, build_optimizer, register, registry, resolve_hyperparameters
 from wdlab.optim.store import OptimizerRegistry
@@ -104,26 +105,8 @@ ghost = wdlab_missing_module:SPEC
 wrongname = wdlab_lion_demo:LION
 """
 
-# A tiny run: PreActResNet-8 of width 4 on 64 built-in images (as tests/test_sweep.py's cells).
-BASE = """\
-seed_everything: 0
-trainer:
-  max_epochs: 1
-  accelerator: cpu
-  devices: 1
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-model:
-  net:
-    class_path: wdlab.models.PreActResNet
-    init_args: {depth: 8, base_width: 4, num_classes: 10}
-  optimizer: {name: lion, lr: 0.001}
-data:
-  class_path: wdlab.data.BuiltinDataModule
-  init_args: {batch_size: 32, num_train: 64, num_test: 64, seed: 0, augment: false}
-snapshots: {save: false}
-"""
+# A tiny run: test_sweep's cell (PreActResNet-8 of width 4 on 64 built-in images) with the demo's lion.
+BASE = cell_config("{name: lion, lr: 0.001}", ", augment: false")
 
 
 def lion_reference(theta0, grad, steps, *, alpha, eta, lam, beta1=0.9, beta2=0.99):

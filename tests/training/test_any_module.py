@@ -9,82 +9,18 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
-import torch.nn.functional as F
-from lightning.pytorch.loggers.logger import Logger
-from resume_helpers import SignalAtBatch
-from test_resume import _assert_identical, _training_state
-from torch.utils.data import DataLoader, TensorDataset
+from lightning_helpers import MemoryLogger, Regression, loaders
+from resume_helpers import SignalAtBatch, assert_identical, load_checkpoint, training_state
 
-import wdlab.training
 from wdlab.training import AnytimeSnapshots, CheckpointError, Preempted, ResumableCheckpoint
 
-# 32 points / batch 8 = 4 updates per epoch; adamwr with t0 = 1 epoch, t_mult = 2: periods end after
-# epochs 1 and 3 (updates 4 and 12), where AnytimeSnapshots evaluates and saves.
-OPTIMIZER = {"name": "adamwr", "lr": 1e-2, "t0_epochs": 1, "t_mult": 2}
-EPOCHS, STEPS = 3, 12
-
-
-class Regression(L.LightningModule):
-    def __init__(self, optimizer: dict = OPTIMIZER) -> None:  # never mutated
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                       torch.nn.Linear(16, 1))
-        self.optimizer = optimizer
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self.net(x).squeeze(1), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", F.mse_loss(self.net(x).squeeze(1), y))
-
-    def configure_optimizers(self):
-        return wdlab.training.configure_optimizers(self, self.optimizer)
-
-
-class MemoryLogger(Logger):
-    """Keeps every ``log_metrics`` call: (step, metrics)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, dict[str, float]]] = []
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.records.append((step, dict(metrics)))
-
-    def anytime(self) -> list[tuple[int, dict[str, float]]]:
-        return [(s, {k: v for k, v in m.items() if k.startswith("anytime/")})
-                for s, m in self.records if any(k.startswith("anytime/") for k in m)]
-
-
-def _loaders() -> tuple[DataLoader, DataLoader]:
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(48, 4, generator=g)
-    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(48, generator=g)
-    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True)
-    val = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
-    return train, val
+EPOCHS, STEPS = 3, 12  # 32 points / batch 8 = 4 updates per epoch (lightning_helpers.OPTIMIZER's periods)
 
 
 def _fit(run_dir: Path, *callbacks, ckpt_path=None, **trainer_kwargs):
     L.seed_everything(0, verbose=False)
     model = Regression()
-    train, val = _loaders()
+    train, val = loaders()
     logger = MemoryLogger()
     settings = {"max_epochs": EPOCHS, "accelerator": "cpu", "devices": 1, "deterministic": True, "logger": logger,
                 "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
@@ -94,10 +30,6 @@ def _fit(run_dir: Path, *callbacks, ckpt_path=None, **trainer_kwargs):
                                    AnytimeSnapshots(dirpath=run_dir / "snapshots"), *callbacks], **settings)
     trainer.fit(model, train, val, ckpt_path=ckpt_path)
     return model, trainer, logger
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +50,7 @@ def test_configure_optimizers_fits_any_module_to_its_plain_loaders(tmp_path):
     assert group["weight_decay"] == pytest.approx(0.025 * math.sqrt(16 / (32 * 2)))
     config = trainer.lr_scheduler_configs[0]
     assert config.interval == "step" and config.scheduler.last_epoch == trainer.global_step == 2
-    assert _load(tmp_path / "checkpoints" / "last.ckpt")["wdlab_run_shape"] == {
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["wdlab_run_shape"] == {
         "global_batch_size": 16, "steps_per_epoch": 2, "num_train": 32}
     with pytest.raises(CheckpointError, match="trained with 16 images per step"):
         _fit(tmp_path, max_epochs=2, num_sanity_val_steps=0, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
@@ -133,9 +65,9 @@ def test_period_end_snapshots_of_any_module_log_its_validation_metrics(uninterru
     assert all(set(m) == {"anytime/val_loss", "anytime/next_lambda"} or set(m) == {"anytime/val_loss"}
                for _, m in anytime), anytime
     # the snapshot's value is the model's validation loss at that step: the final one equals a fresh evaluation
-    last = trainer.validate(trainer.lightning_module, _loaders()[1], verbose=False)[0]["val_loss"]
+    last = trainer.validate(trainer.lightning_module, loaders()[1], verbose=False)[0]["val_loss"]
     assert anytime[-1][1]["anytime/val_loss"] == pytest.approx(last, rel=1e-6)
-    snap = _load(run_dir / "snapshots" / "period-0-epoch-1.ckpt")["wdlab_snapshot"]
+    snap = load_checkpoint(run_dir / "snapshots" / "period-0-epoch-1.ckpt")["wdlab_snapshot"]
     assert snap["step"] == 4 and set(snap["metrics"]) == {"val_loss"}
 
 
@@ -144,11 +76,11 @@ def test_sigterm_then_resume_of_any_module_is_bit_identical(uninterrupted, tmp_p
     run_dir, _, logger = uninterrupted
     with pytest.raises(Preempted):
         _fit(tmp_path, SignalAtBatch(stop_at_batch))
-    assert _load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == stop_at_batch
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == stop_at_batch
     _, _, resumed_logger = _fit(tmp_path, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
-    _assert_identical(_training_state(_load(run_dir / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(tmp_path / "checkpoints" / "last.ckpt")))
+    assert_identical(training_state(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")))
     assert resumed_logger.anytime() == [a for a in logger.anytime() if a[0] * 4 > stop_at_batch]
     for snapshot in ("period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt"):
-        _assert_identical(_load(run_dir / "snapshots" / snapshot)["state_dict"],
-                          _load(tmp_path / "snapshots" / snapshot)["state_dict"], snapshot)
+        assert_identical(load_checkpoint(run_dir / "snapshots" / snapshot)["state_dict"],
+                         load_checkpoint(tmp_path / "snapshots" / snapshot)["state_dict"], snapshot)

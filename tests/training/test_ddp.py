@@ -9,7 +9,8 @@ batch i holds exactly the images of single-process batch i, and DDP averages the
 * BatchNorm normalizes with the statistics of the device's 64 images instead of all 128 ("ghost batch
   norm"). ``--trainer.sync_batchnorm true`` would remove it, but torch's SyncBatchNorm refuses CPU tensors
   ("SyncBatchNorm layers only work with GPU modules"), so the exact comparison freezes BatchNorm instead
-  (:class:`FreezeBatchNorm`: eval mode during training, i.e. a fixed affine map, the same for any split).
+  (:class:`lightning_helpers.FreezeBatchNorm`: eval mode during training, i.e. a fixed affine map, the same for
+  any split).
 * augmentation draws from each process's own random stream: the exact comparison turns it off.
 
 With both removed the two runs compute the same thing up to floating-point summation order, so their
@@ -33,9 +34,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback
 from paths import REPO, TESTS
-from torch.nn.modules.batchnorm import _BatchNorm
+from resume_helpers import assert_identical, training_state
 
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
@@ -56,17 +56,7 @@ QUICKSTART = [
 ]
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.init_args.batch_size", str(GLOBAL_BATCH // 2)]
 SINGLE = ["--trainer.devices", "1", "--data.init_args.batch_size", str(GLOBAL_BATCH)]
-EXACT = ["--data.init_args.augment", "false", "--trainer.callbacks+=test_ddp.FreezeBatchNorm"]
-
-
-class FreezeBatchNorm(Callback):
-    """BatchNorm layers in eval mode while training: they normalize with their (initial, never updated)
-    running statistics, so the result no longer depends on how a batch is split over devices."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        for module in pl_module.modules():
-            if isinstance(module, _BatchNorm):
-                module.eval()
+EXACT = ["--data.init_args.augment", "false", "--trainer.callbacks+=lightning_helpers.FreezeBatchNorm"]
 
 
 def _fit(cwd: Path, *extra: str) -> dict:
@@ -213,27 +203,14 @@ def test_ddp_equals_single_process_with_the_same_global_batch(ddp_exact, single_
                                                                    rel=1e-4)
 
 
-class RecordStop(Callback):
-    """Appends ``<rank> <global step> <exception type>`` to ``path`` when training ends by an exception."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        with open(self.path, "a") as record:
-            record.write(f"{trainer.global_rank} {trainer.global_step} {type(exception).__name__}\n")
-
-
 def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exactly(ddp_quickstart, tmp_path):
     """SIGTERM to rank 1 only, during batch 3: the ranks agree at the next agreement step (every 2 steps
     here), both save-and-stop after step 4 -- one last.ckpt, exit 0 -- and resuming the 2-process run ends
     with exactly the state of the uninterrupted 2-process run (augmentation on: each rank's streams)."""
-    from test_resume import _assert_identical, _training_state
-
     stops = tmp_path / "stops.txt"
     stopped = _fit(tmp_path, *DDP, "--checkpoint.agree_every_n_steps", "2",
                    "--trainer.callbacks+=resume_helpers.SignalAtBatch", "--trainer.callbacks.batch=3",
-                   "--trainer.callbacks.rank=1", "--trainer.callbacks+=test_ddp.RecordStop",
+                   "--trainer.callbacks.rank=1", "--trainer.callbacks+=resume_helpers.RecordStop",
                    f"--trainer.callbacks.path={stops}")
     assert sorted(stops.read_text().splitlines()) == ["0 4 Preempted", "1 4 Preempted"]
     assert stopped["ckpt"]["global_step"] == 4
@@ -242,4 +219,4 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exact
     assert "Traceback" not in stopped["output"], stopped["output"][-3000:]
     resumed = _fit(tmp_path, *DDP, "--ckpt_path", "last")
     assert resumed["ckpt"]["global_step"] == STEPS
-    _assert_identical(_training_state(ddp_quickstart["ckpt"]), _training_state(resumed["ckpt"]))
+    assert_identical(training_state(ddp_quickstart["ckpt"]), training_state(resumed["ckpt"]))

@@ -18,7 +18,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from paths import REPO
-from test_resume import RUN, _assert_identical, _load, _training_state
+from resume_helpers import RUN, assert_identical, load_checkpoint, training_state
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wdlab.cli import build_cli, main
@@ -129,7 +129,7 @@ def test_config_yaml_records_the_precision_the_run_used(in_tmp):
 
     assert main(["fit", *TINY, "--trainer.max_epochs", "1", "--test_after_fit", "false"]) == 0
     (saved,) = in_tmp.glob("runs/tiny/**/config.yaml")
-    assert yaml.safe_load(saved.read_text())["trainer"]["precision"] == "32-true"
+    assert yaml.safeload_checkpoint(saved.read_text())["trainer"]["precision"] == "32-true"
 
 
 def test_print_config_shows_the_switches(in_tmp, capsys):
@@ -137,7 +137,7 @@ def test_print_config_shows_the_switches(in_tmp, capsys):
 
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--print_config"])
-    config = yaml.safe_load(capsys.readouterr().out)
+    config = yaml.safeload_checkpoint(capsys.readouterr().out)
     assert config["model"]["compile"] is False and config["model"]["fused_optimizer"] is None
     assert config["data"]["init_args"]["on_device"] is None
     assert config["data"]["init_args"]["channels_last"] is True  # the quickstart sets it (faster on CPU too)
@@ -362,8 +362,9 @@ def test_fit_with_data_on_device_is_bit_identical_to_the_host_loader(tmp_path):
     for path in ("host", "device"):
         assert main([*RUN, "--trainer.logger.init_args.save_dir", str(tmp_path / path / "runs"),
                      "--data.init_args.on_device", str(path == "device").lower()]) == 0
-    ckpts = [_load(tmp_path / p / "runs" / "quickstart" / "checkpoints" / "last.ckpt") for p in ("host", "device")]
-    _assert_identical(_training_state(ckpts[0]), _training_state(ckpts[1]))
+    ckpts = [load_checkpoint(tmp_path / p / "runs" / "quickstart" / "checkpoints" / "last.ckpt")
+             for p in ("host", "device")]
+    assert_identical(training_state(ckpts[0]), training_state(ckpts[1]))
 
 
 def test_sigterm_and_resume_on_the_device_path_is_bit_identical(tmp_path):
@@ -377,10 +378,10 @@ def test_sigterm_and_resume_on_the_device_path_is_bit_identical(tmp_path):
     assert fit("device", *device, "--trainer.callbacks+=resume_helpers.SigtermAtStep",
                "--trainer.callbacks.step=6") == 0
     last = tmp_path / "device" / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
-    assert _load(last)["global_step"] == 6
+    assert load_checkpoint(last)["global_step"] == 6
     assert fit("device", *device, "--ckpt_path", "last") == 0
-    _assert_identical(_training_state(_load(tmp_path / "host" / "runs" / "quickstart" / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(last)))
+    host = tmp_path / "host" / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    assert_identical(training_state(load_checkpoint(host)), training_state(load_checkpoint(last)))
 
 
 # --------------------------------------------------------------------- no host sync per step

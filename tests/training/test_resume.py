@@ -14,73 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from paths import REPO, TESTS
+from paths import TESTS
+from resume_helpers import RUN, STEPS, assert_identical, fit_run, load_checkpoint, training_state
 
-from wdlab.cli import main
 from wdlab.cli.lightning import resume_command
 
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
-# Shake-Shake (alpha/beta from the global RNG) + device-side augmentation (global RNG) + adamwr with
-# t0 = 1 epoch, t_mult = 2: 256 images / batch 64 = 4 updates per epoch; periods end after update 4
-# (epoch 1) and 12 (epoch 3); normalized decay changes at the restart.
-RUN = [
-    "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-    "--model.net", "wdlab.models.ShakeShake", "--model.net.init_args.base_width", "4",
-    "--model.optimizer.t0_epochs", "1", "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3",
-    "--data.init_args.num_train", "256", "--data.init_args.num_test", "64", "--data.init_args.batch_size", "64",
-    "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1", "--test_after_fit", "false",
-]
-STEPS = 12
-
-
-def _fit(cwd: Path, *extra: str) -> int:
-    return main([*RUN, "--trainer.logger.init_args.save_dir", str(cwd / "runs"), *extra])
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _assert_identical(a: dict, b: dict, where: str = "checkpoint") -> None:
-    """Every tensor (and every plain value) of two nested structures is exactly equal."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), f"{where}: max |diff| {(a.double() - b.double()).abs().max().item()}"
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{where}: keys differ: {set(a) ^ set(b)}"
-        for key in a:
-            _assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def _training_state(ckpt: dict) -> dict:
-    """What must match after a resume: everything that determines the rest of training."""
-    callbacks = {k: v for k, v in ckpt["callbacks"].items() if k.startswith("AnytimeSnapshots")}
-    for state in callbacks.values():  # paths differ between the two run directories; the records must not
-        state["snapshots"] = [{k: v for k, v in s.items() if k != "path"} for s in state["snapshots"]]
-    return {
-        "global_step": ckpt["global_step"],
-        "epoch": ckpt["epoch"],
-        "state_dict": ckpt["state_dict"],
-        "optimizer_states": ckpt["optimizer_states"],
-        "lr_schedulers": ckpt["lr_schedulers"],
-        "rng": ckpt["wdlab_rng_states"],
-        "snapshots": callbacks,
-    }
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("uninterrupted")
-    assert _fit(cwd) == 0
+    assert fit_run(cwd) == 0
     run_dir = cwd / "runs" / "quickstart"
     return run_dir
 
@@ -92,10 +36,10 @@ def test_uninterrupted_run_layout(uninterrupted):
     assert (uninterrupted / "checkpoints" / "last.ckpt").is_file()
     names = sorted(p.name for p in (uninterrupted / "snapshots").glob("*.ckpt"))
     assert names == ["period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt"]
-    snap = _load(uninterrupted / "snapshots" / "period-0-epoch-1.ckpt")
+    snap = load_checkpoint(uninterrupted / "snapshots" / "period-0-epoch-1.ckpt")
     assert snap["wdlab_snapshot"]["period"] == 0 and snap["wdlab_snapshot"]["epoch"] == 1
     assert snap["wdlab_snapshot"]["step"] == snap["global_step"] == 4
-    assert _load(uninterrupted / "checkpoints" / "last.ckpt")["global_step"] == STEPS
+    assert load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")["global_step"] == STEPS
 
 
 @pytest.mark.parametrize(
@@ -109,43 +53,44 @@ def test_uninterrupted_run_layout(uninterrupted):
     ],
 )
 def test_sigterm_then_resume_is_bit_identical(uninterrupted, tmp_path, stop_after, capsys):
-    assert _fit(tmp_path, "--trainer.callbacks+=resume_helpers.SigtermAtStep",
+    assert fit_run(tmp_path, "--trainer.callbacks+=resume_helpers.SigtermAtStep",
                 f"--trainer.callbacks.step={stop_after}") == 0
     assert "stopped by SIGTERM" in capsys.readouterr().err
     run_dir = tmp_path / "runs" / "quickstart"
-    stopped = _load(run_dir / "checkpoints" / "last.ckpt")
+    stopped = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert stopped["global_step"] == stop_after
     assert not list((run_dir / "checkpoints").glob("*.tmp-*"))  # atomic writes leave no temporaries
-    assert _fit(tmp_path, "--ckpt_path", "last") == 0
-    resumed = _load(run_dir / "checkpoints" / "last.ckpt")
-    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")), _training_state(resumed))
+    assert fit_run(tmp_path, "--ckpt_path", "last") == 0
+    resumed = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert_identical(training_state(load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")),
+                     training_state(resumed))
     for snapshot in ("period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt"):  # neither repeated nor skipped
-        _assert_identical(_load(uninterrupted / "snapshots" / snapshot)["state_dict"],
-                          _load(run_dir / "snapshots" / snapshot)["state_dict"], snapshot)
+        assert_identical(load_checkpoint(uninterrupted / "snapshots" / snapshot)["state_dict"],
+                         load_checkpoint(run_dir / "snapshots" / snapshot)["state_dict"], snapshot)
 
 
 def test_resume_from_an_epoch_end_checkpoint_is_bit_identical(uninterrupted, tmp_path):
     """A run that ended after epoch 2 (last.ckpt written at the epoch end), continued to epoch 3."""
-    assert _fit(tmp_path, "--trainer.max_epochs", "2") == 0
+    assert fit_run(tmp_path, "--trainer.max_epochs", "2") == 0
     run_dir = tmp_path / "runs" / "quickstart"
-    assert _load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
-    assert _fit(tmp_path, "--ckpt_path", "last") == 0
-    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
+    assert fit_run(tmp_path, "--ckpt_path", "last") == 0
+    assert_identical(training_state(load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")))
 
 
 def test_resume_from_a_step_interval_checkpoint(uninterrupted, tmp_path):
     """--checkpoint.last_every_n_steps 3 writes last.ckpt mid-epoch (step 6); resuming from it is exact."""
     kept = tmp_path / "step6.ckpt"
-    assert _fit(tmp_path, "--checkpoint.last_every_n_steps", "3",
+    assert fit_run(tmp_path, "--checkpoint.last_every_n_steps", "3",
                 "--trainer.callbacks+=resume_helpers.CopyLastAtStep", "--trainer.callbacks.step=6",
                 f"--trainer.callbacks.dest={kept}") == 0
-    assert _load(kept)["global_step"] == 6
+    assert load_checkpoint(kept)["global_step"] == 6
     run_dir = tmp_path / "runs" / "quickstart"
     shutil.copy(kept, run_dir / "checkpoints" / "last.ckpt")  # as if the run had been killed after step 6
-    assert _fit(tmp_path, "--ckpt_path", "last") == 0
-    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+    assert fit_run(tmp_path, "--ckpt_path", "last") == 0
+    assert_identical(training_state(load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")))
 
 
 def test_external_sigterm_to_the_console_script_then_resume(uninterrupted, tmp_path):
@@ -163,13 +108,13 @@ def test_external_sigterm_to_the_console_script_then_resume(uninterrupted, tmp_p
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
     assert "stopped by SIGTERM" in output
-    step = _load(last)["global_step"]
+    step = load_checkpoint(last)["global_step"]
     assert 4 <= step < STEPS
     resumed = subprocess.run([*args[:-1], "--ckpt_path", "last"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(last)))
+    assert_identical(training_state(load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(last)))
 
 
 # -- gradient accumulation: 320 images / batch 64 = 5 batches per epoch; accumulate 2 -> windows of 2, 2 and
@@ -180,9 +125,9 @@ ACCUMULATE = ["--data.init_args.num_train", "320", "--trainer.accumulate_grad_ba
 @pytest.fixture(scope="module")
 def uninterrupted_accumulating(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("uninterrupted_accumulating")
-    assert _fit(cwd, *ACCUMULATE) == 0
+    assert fit_run(cwd, *ACCUMULATE) == 0
     run_dir = cwd / "runs" / "quickstart"
-    assert _load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 9
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 9
     return run_dir
 
 
@@ -201,16 +146,16 @@ def test_sigterm_with_gradient_accumulation_finishes_the_window(
 ):
     """A signal inside an accumulation window stops after the window's update (the half-accumulated
     gradient is not in any checkpoint); resuming is then exact."""
-    assert _fit(tmp_path, *ACCUMULATE, "--trainer.callbacks+=resume_helpers.SignalAtBatch",
+    assert fit_run(tmp_path, *ACCUMULATE, "--trainer.callbacks+=resume_helpers.SignalAtBatch",
                 f"--trainer.callbacks.batch={signal_at_batch}") == 0
     err = capsys.readouterr().err
     assert f"stopped by SIGTERM at epoch {(stopped_at_step - 1) // 3}, step {stopped_at_step}" in err
     run_dir = tmp_path / "runs" / "quickstart"
-    stopped = _load(run_dir / "checkpoints" / "last.ckpt")
+    stopped = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert stopped["global_step"] == stopped_at_step
-    assert _fit(tmp_path, *ACCUMULATE, "--ckpt_path", "last") == 0
-    _assert_identical(_training_state(_load(uninterrupted_accumulating / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(run_dir / "checkpoints" / "last.ckpt")))
+    assert fit_run(tmp_path, *ACCUMULATE, "--ckpt_path", "last") == 0
+    assert_identical(training_state(load_checkpoint(uninterrupted_accumulating / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")))
 
 
 def test_the_resume_hint_replaces_a_given_ckpt_path():
@@ -237,7 +182,7 @@ def test_ctrl_c_from_another_process_saves_and_resumes_exactly(uninterrupted, tm
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
-    step = _load(last)["global_step"]
+    step = load_checkpoint(last)["global_step"]
     assert 4 <= step < STEPS
     hint = re.search(r"stopped by Ctrl-C at epoch \d+, step (\d+) \(saved .*last\.ckpt\); resume with: (.*)", output)
     assert hint is not None, output[-3000:]
@@ -245,5 +190,5 @@ def test_ctrl_c_from_another_process_saves_and_resumes_exactly(uninterrupted, tm
     assert hint.group(2).count("--ckpt_path") == 1 and "--ckpt_path auto" in hint.group(2)
     resumed = subprocess.run(args[:-1], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_identical(_training_state(_load(uninterrupted / "checkpoints" / "last.ckpt")),
-                      _training_state(_load(last)))
+    assert_identical(training_state(load_checkpoint(uninterrupted / "checkpoints" / "last.ckpt")),
+                     training_state(load_checkpoint(last)))

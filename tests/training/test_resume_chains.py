@@ -16,8 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import test_resume
-from test_resume import _assert_identical, _load, _training_state
+from resume_helpers import assert_identical, fit_run, load_checkpoint, training_state
 
 EPOCHS = 7
 STEPS_PER_EPOCH = 4
@@ -31,11 +30,11 @@ pytestmark = [
 
 
 def _fit(cwd: Path, *extra: str) -> int:
-    return test_resume._fit(cwd, *SMALL, *extra)
+    return fit_run(cwd, *SMALL, *extra)
 
 
 def _last(run_dir: Path) -> dict:
-    return _load(run_dir / "checkpoints" / "last.ckpt")
+    return load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
 
 def _assert_ended_epoch(ckpt: dict, epochs: int) -> None:
@@ -81,10 +80,11 @@ def _resume_chain(cwd: Path, run_dir: Path, epochs: tuple[int, ...]) -> None:
 
 def _assert_same_run(uninterrupted: Path, run_dir: Path) -> None:
     assert sorted(p.name for p in (run_dir / "snapshots").glob("*.ckpt")) == SNAPSHOTS
-    _assert_identical(_training_state(_last(uninterrupted)), _training_state(_last(run_dir)))
+    assert_identical(training_state(_last(uninterrupted)), training_state(_last(run_dir)))
     for name in SNAPSHOTS:  # the snapshots too: weights, step and record
-        expected, got = _load(uninterrupted / "snapshots" / name), _load(run_dir / "snapshots" / name)
-        _assert_identical(expected["state_dict"], got["state_dict"], name)
+        expected = load_checkpoint(uninterrupted / "snapshots" / name)
+        got = load_checkpoint(run_dir / "snapshots" / name)
+        assert_identical(expected["state_dict"], got["state_dict"], name)
         assert got["global_step"] == expected["global_step"], name
         assert got["wdlab_snapshot"] == expected["wdlab_snapshot"], name
 
@@ -95,7 +95,7 @@ def test_snapshot_then_epoch_end_resumes(uninterrupted, epoch3, tmp_path, chain)
     from the epoch-end last.ckpt of each run of the chain."""
     run_dir = _copy_run(epoch3, tmp_path)
     snapshot = run_dir / "snapshots" / "period-1-epoch-3.ckpt"
-    assert _load(snapshot)["global_step"] == 3 * STEPS_PER_EPOCH
+    assert load_checkpoint(snapshot)["global_step"] == 3 * STEPS_PER_EPOCH
     first, *rest = chain
     assert _fit(tmp_path, "--ckpt_path", str(snapshot), "--trainer.max_epochs", str(first)) == 0
     _assert_ended_epoch(_last(run_dir), first)
