@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from paths import QUICKSTART
+from tiny_runs import QUIET, builtin_data
 
 # Shake-Shake (alpha/beta from the global RNG) + device-side augmentation (global RNG) + adamwr with
 # t0 = 1 epoch, t_mult = 2: 256 images / batch 64 = 4 updates per epoch; periods end after update 4
@@ -20,9 +21,8 @@ RUN = [
     "fit", "--config", QUICKSTART,
     "--model.net", "wdlab.models.ShakeShake", "--model.net.init_args.base_width", "4",
     "--model.optimizer.t0_epochs", "1", "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3",
-    "--data.init_args.num_train", "256", "--data.init_args.num_test", "64", "--data.init_args.batch_size", "64",
-    "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1", "--test_after_fit", "false",
+    *builtin_data(256, 64, 64), "--trainer.deterministic", "true", *QUIET, "--trainer.log_every_n_steps", "1",
+    "--test_after_fit", "false",
 ]
 #: RUN's optimizer updates
 STEPS = 12

@@ -18,6 +18,7 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 from paths import REPO
+from tiny_runs import builtin_data
 
 DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
@@ -194,8 +195,7 @@ def test_the_readme_shows_what_the_smoke_script_runs():
 # ----------------------------------------------------------------------------- a run folder it cannot write
 WDLAB = Path(sys.executable).with_name("wdlab")
 TINY_FIT = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
-            "--data.init_args.num_train", "64", "--data.init_args.num_test", "32",
-            "--trainer.enable_progress_bar", "false"]
+            *builtin_data(64, 32), "--trainer.enable_progress_bar", "false"]
 
 
 def _refused(result: subprocess.CompletedProcess, *expected: str) -> str:

@@ -7,30 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from paths import REPO
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from paths import QUICKSTART
+from tiny_runs import QUIET, builtin_data
 
 from wdlab.cli import main
+from wdlab.experiments.results import read_scalars
 
-TINY = [
-    "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
-    "--model.optimizer.t0_epochs", "1", "--data.init_args.num_train", "128", "--data.init_args.num_test", "64",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-]
+TINY = ["--config", QUICKSTART, "--trainer.max_epochs", "1", "--model.optimizer.t0_epochs", "1",
+        *builtin_data(128, 64), *QUIET]
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
-    return scalars
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def test_evaluations_write_to_their_own_folder_and_leave_the_training_record_byt
     run_dir = trained / "quickstart"
     before = _files(run_dir)
     assert "config.yaml" in before and any(name.startswith("events.out") for name in before)
-    test_err = dict(_scalars(run_dir))["test/err"]
+    test_err = dict(read_scalars(run_dir))["test/err"]
     snapshot = run_dir / "snapshots" / "period-0-epoch-1.ckpt"
     save_dir = ["--trainer.logger.init_args.save_dir", str(trained)]
     assert main(["test", *TINY, *save_dir, "--ckpt_path", str(snapshot)]) == 0
@@ -55,13 +43,13 @@ def test_evaluations_write_to_their_own_folder_and_leave_the_training_record_byt
     assert {name: after[name] for name in before} == before
     new = sorted(set(after) - set(before))
     assert new and all(name.startswith(("eval/period-0-epoch-1/", "eval/last/", "eval/initial/")) for name in new)
-    assert dict(_scalars(run_dir))["test/err"] == test_err
+    assert dict(read_scalars(run_dir))["test/err"] == test_err
     # Each evaluation's folder holds its own metrics: the snapshot (= the final model of this 1-period
     # run) tested as training tested it; last.ckpt validated; the untrained model near chance.
-    tested = _scalars(run_dir / "eval" / "period-0-epoch-1")
+    tested = read_scalars(run_dir / "eval" / "period-0-epoch-1")
     assert [value for _, value in tested["test/err"]] == [value for _, value in test_err]
-    assert "val/err" in _scalars(run_dir / "eval" / "last")
-    assert _scalars(run_dir / "eval" / "initial")["test/err"][0][1] > 0.6
+    assert "val/err" in read_scalars(run_dir / "eval" / "last")
+    assert read_scalars(run_dir / "eval" / "initial")["test/err"][0][1] > 0.6
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from paths import REPO
+from tiny_runs import builtin_data
 
 from wdlab.cli import main
 from wdlab.cli.ensemble import main as run_ensemble
@@ -19,7 +20,7 @@ from wdlab.experiments.ensemble import snapshot_info
 
 CONFIG = str(REPO / "configs" / "quickstart.yaml")
 # 256 training images in batches of 64 -> 4 steps per epoch; 128 test images.
-DATA = ["--data.init_args.num_train", "256", "--data.init_args.num_test", "128", "--data.init_args.batch_size", "64"]
+DATA = builtin_data(256, 128, 64)
 NAMES = ["period-0-epoch-1.ckpt", "period-1-epoch-2.ckpt", "period-2-epoch-3.ckpt"]
 
 

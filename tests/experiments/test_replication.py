@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from paths import REPO
+from tiny_runs import builtin_data
 
 pytestmark = pytest.mark.slow
 
 PANELS = {"sgd": "0.125", "sgdw": "0.125", "adam": "0.001", "adamw": "0.001"}  # lr of the two cells
-TINY = ["--seeds", "1", "--trainer.max_epochs", "1", "--data.init_args.num_train", "64",
-        "--data.init_args.num_test", "64", "--data.init_args.batch_size", "32"]
+TINY = ["--seeds", "1", "--trainer.max_epochs", "1", *builtin_data(64, 64, 32)]
 
 
 def test_each_fig2_panel_runs_as_a_tiny_sweep_and_the_report_reads_them(tmp_path: Path) -> None:
@@ -50,8 +50,7 @@ def _sweep(tmp_path: Path, part: str, *args: str, config: str = "") -> list[dict
     done = subprocess.run(
         [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/{config or part}.yaml"),
          "--out", str(out), "--no_report", "--jobs", "2",  # CI has 2 cores: both cells at once
-         "--data.init_args.num_train", "64", "--data.init_args.num_test", "64", "--data.init_args.batch_size", "32",
-         *args],
+         *builtin_data(64, 64, 32), *args],
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from paths import QUICKSTART
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_runs import builtin_data
 
 from wdlab.cli import main
 from wdlab.experiments.coupling import coupling
@@ -176,8 +177,7 @@ def two_runs(tmp_path_factory) -> Path:
         for name, lr in (("a", "0.001"), ("b", "0.003")):
             assert main([
                 "fit", "--config", str(config), "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",
-                "--model.optimizer.lr", lr, "--data.init_args.num_train", "128", "--data.init_args.num_test", "64",
-                "--data.init_args.batch_size", "64", "--trainer.logger.init_args.name", name,
+                "--model.optimizer.lr", lr, *builtin_data(128, 64, 64), "--trainer.logger.init_args.name", name,
                 "--trainer.enable_progress_bar", "false", "--snapshots.save", "false",
             ]) == 0  # fmt: skip
     return root / "runs"

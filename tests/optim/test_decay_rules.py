@@ -14,6 +14,7 @@ import pytest
 import torch
 from optim_reference import adam_reference, sgd_reference
 from paths import QUICKSTART
+from tiny_runs import builtin_data
 
 from wdlab.cli import main
 from wdlab.optim import REGISTRY, SGDW, AdamW, build_optimizer, convert_decay, normalized_weight_decay, param_groups
@@ -381,8 +382,7 @@ def test_timescale_through_wdlab_fit(tmp_path, monkeypatch):
     quickstart = QUICKSTART
     cli = build_cli(["--config", quickstart, "--model.optimizer.weight_decay_norm", "null",
                      "--model.optimizer.weight_decay_timescale", "5", "--model.optimizer.t0_epochs", "1",
-                     "--data.init_args.num_train", "320", "--data.init_args.num_test", "32",
-                     "--data.init_args.batch_size", "32", "--trainer.max_epochs", "3",
+                     *builtin_data(320, 32, 32), "--trainer.max_epochs", "3",
                      "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"], run=False)
     probe = Lambdas()
     cli.trainer.callbacks.append(probe)

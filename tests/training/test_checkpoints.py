@@ -3,44 +3,25 @@ fresh start, no overwritten run; anytime snapshots logged against the epoch."""
 
 from __future__ import annotations
 
-import glob
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from paths import REPO
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from paths import QUICKSTART, REPO
+from tiny_runs import QUIET, builtin_data
 
 from wdlab.cli import main
+from wdlab.experiments.results import read_scalars
 from wdlab.training import AtomicCheckpointIO, CheckpointError, ResumableCheckpoint, check_checkpoint
 
 # 256 images / batch 64 = 4 steps per epoch; the quickstart's adamwr with t0 = 1, t_mult = 2.
 SMALL = [
-    "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--data.init_args.num_train", "256",
-    "--data.init_args.num_test", "64", "--data.init_args.batch_size", "64", "--model.optimizer.t0_epochs", "1",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "fit", "--config", QUICKSTART, *builtin_data(256, 64, 64), "--model.optimizer.t0_epochs", "1", *QUIET,
     "--test_after_fit", "false", "--trainer.log_every_n_steps", "1",
 ]
 _T0 = SMALL.index("--model.optimizer.t0_epochs")
 COSINE = SMALL[:_T0] + SMALL[_T0 + 2 :]
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def _scalars(run_dir: Path) -> dict[str, list]:
-    scalars: dict[str, list] = {}
-    for path in sorted(glob.glob(str(run_dir / "events.out.tfevents.*"))):
-        acc = EventAccumulator(path, size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend(acc.Scalars(tag))
-    return scalars
 
 
 # ------------------------------------------------------------------------------------ atomic writes
@@ -138,16 +119,16 @@ def test_last_every_n_steps_is_validated():
 
 # ------------------------------------------------------------------------------------ snapshots
 def test_anytime_errors_are_logged_against_the_epoch_with_the_next_lambda(finished_run):
-    scalars = _scalars(finished_run)
-    err = {e.step: e.value for e in scalars["anytime/err"]}
+    scalars = read_scalars(finished_run)
+    err = dict(scalars["anytime/err"])
     assert sorted(err) == [1, 3]  # periods end after epochs 1 and 3
-    assert sorted(e.step for e in scalars["anytime/err5"]) == [1, 3]
+    assert sorted(step for step, _ in scalars["anytime/err5"]) == [1, 3]
     snapshot = torch.load(finished_run / "snapshots" / "period-1-epoch-3.ckpt", weights_only=False)
     assert err[3] == pytest.approx(snapshot["wdlab_snapshot"]["err"])
     # the last epoch's validation evaluates the same weights on the same set
-    val = [e.value for e in scalars["val/err"]]
+    val = [value for _, value in scalars["val/err"]]
     assert err[3] == pytest.approx(val[-1])
-    next_lambda = {e.step: e.value for e in scalars["anytime/next_lambda"]}
+    next_lambda = dict(scalars["anytime/next_lambda"])
     # lambda = 0.05 * sqrt(b / (B * T)) for the next period: T = 2 after epoch 1, T = 4 after epoch 3
     assert next_lambda[1] == pytest.approx(0.05 * math.sqrt(64 / (256 * 2)), rel=1e-6)
     assert next_lambda[3] == pytest.approx(0.05 * math.sqrt(64 / (256 * 4)), rel=1e-6)
@@ -157,7 +138,7 @@ def test_a_schedule_without_restarts_has_one_snapshot_at_the_end(in_tmp):
     config = in_tmp / "cosine.yaml"
     text = (REPO / "configs" / "quickstart.yaml").read_text()
     config.write_text(text.replace("name: adamwr", "name: adamw").replace("t0_epochs: 10", "").replace("t_mult: 2", ""))
-    cosine = [a if a != str(REPO / "configs" / "quickstart.yaml") else str(config) for a in COSINE]
+    cosine = [a if a != QUICKSTART else str(config) for a in COSINE]
     assert main([*cosine, "--trainer.max_epochs", "2"]) == 0  # adamw: cosine over the whole run
     snaps = sorted(p.name for p in (in_tmp / "runs" / "quickstart" / "snapshots").glob("*.ckpt"))
     assert snaps == ["period-0-epoch-2.ckpt"]
@@ -167,13 +148,13 @@ def test_snapshots_can_be_turned_off(in_tmp):
     assert main([*SMALL, "--trainer.max_epochs", "1", "--snapshots.save", "false"]) == 0
     run_dir = in_tmp / "runs" / "quickstart"
     assert not (run_dir / "snapshots").exists()
-    assert "anytime/err" in _scalars(run_dir)
+    assert "anytime/err" in read_scalars(run_dir)
 
 
 def test_testing_a_run_keeps_its_training_config(finished_run, in_tmp):
     config = finished_run / "config.yaml"
     before = config.read_bytes()
     snapshot = finished_run / "snapshots" / "period-1-epoch-3.ckpt"
-    assert main(["test", "--config", str(REPO / "configs" / "quickstart.yaml"), *SMALL[3:-4],
+    assert main(["test", "--config", QUICKSTART, *SMALL[3:-4],
                  "--trainer.logger.init_args.save_dir", str(finished_run.parent), "--ckpt_path", str(snapshot)]) == 0
     assert config.read_bytes() == before

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from paths import REPO, TESTS
 from resume_helpers import assert_identical, training_state
+from tiny_runs import QUIET, builtin_data
 
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
@@ -50,9 +51,7 @@ LAMBDA = 0.05 * math.sqrt(GLOBAL_BATCH / (NUM_TRAIN * 1))  # the quickstart's we
 QUICKSTART = [
     "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.accelerator", "cpu",
     "--trainer.max_epochs", "1", "--model.optimizer.t0_epochs", "1",
-    "--data.init_args.num_train", str(NUM_TRAIN), "--data.init_args.num_test", str(NUM_TEST),
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
+    *builtin_data(NUM_TRAIN, NUM_TEST), "--trainer.log_every_n_steps", "1", *QUIET,
 ]
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.init_args.batch_size", str(GLOBAL_BATCH // 2)]
 SINGLE = ["--trainer.devices", "1", "--data.init_args.batch_size", str(GLOBAL_BATCH)]

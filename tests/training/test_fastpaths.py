@@ -50,12 +50,6 @@ TINY = [
 ]
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _built(*args: str):
     """(trainer, model, datamodule) as ``wdlab fit`` builds them, not yet run."""
     cli = build_cli([*TINY, *args], run=False)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 from resume_helpers import assert_identical, fit_run, load_checkpoint, training_state
+from tiny_runs import builtin_data
 
 EPOCHS = 7
 STEPS_PER_EPOCH = 4
 SNAPSHOTS = ["period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt", "period-2-epoch-7.ckpt"]
-SMALL = ["--data.init_args.num_train", "64", "--data.init_args.batch_size", "16", "--data.init_args.num_test", "16"]
+SMALL = builtin_data(64, 16, 16)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:the run ends after:UserWarning"),  # max_epochs inside a period

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import subprocess
@@ -16,8 +15,10 @@ from lightning.pytorch.callbacks import Callback
 from optim_reference import sgdr_eta
 from paths import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_runs import QUIET, builtin_data
 
 from wdlab.cli import build_cli, main
+from wdlab.experiments.results import read_scalars
 
 # Experiment configs only: a component (a model or datamodule that experiment configs name, e.g.
 # configs/models/*.yaml) is one class, ``class_path`` at its top level.
@@ -34,33 +35,13 @@ REQUIRED_TAGS = {
 }
 
 # A run small enough for a test: 512 training images, batches of 64 -> 8 steps per epoch.
-SMALL = [
-    "--data.init_args.num_train", "512", "--data.init_args.num_test", "256", "--data.init_args.batch_size", "64",
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-]
-
-
-def _scalars(run_dir: Path) -> dict[str, list]:
-    scalars: dict[str, list] = {}
-    for path in sorted(glob.glob(str(run_dir / "**" / "events.out.tfevents.*"), recursive=True)):
-        acc = EventAccumulator(path, size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend(acc.Scalars(tag))
-    return scalars
+SMALL = [*builtin_data(512, 256, 64), "--trainer.log_every_n_steps", "1", *QUIET]
 
 
 def _run_dir(tmp_path: Path, name: str) -> Path:
     run_dir = tmp_path / "runs" / name  # pinned: no version_N folders
     assert run_dir.is_dir() and not list(run_dir.glob("version_*"))
     return run_dir
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_quickstart_config_trains_logs_and_checkpoints_through_the_console_script(tmp_path):
@@ -73,10 +54,10 @@ def test_quickstart_config_trains_logs_and_checkpoints_through_the_console_scrip
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = _run_dir(tmp_path, "qs")
-    scalars = _scalars(run_dir)
+    scalars = read_scalars(run_dir)
     assert REQUIRED_TAGS <= set(scalars), REQUIRED_TAGS - set(scalars)
     for tag in ("train/err", "val/err", "val/err5", "test/err", "test/err5"):
-        assert all(0.0 <= e.value <= 1.0 for e in scalars[tag]), tag
+        assert all(0.0 <= value <= 1.0 for _, value in scalars[tag]), tag
     assert len(scalars["opt/lr"]) == 16  # logged at every one of the 2 x 8 steps
     assert list(run_dir.glob("checkpoints/*.ckpt")), "no checkpoint written"
     assert (run_dir / "config.yaml").exists()
@@ -94,10 +75,10 @@ def test_normalized_decay_changes_at_restarts_and_eta_restarts(in_tmp):
     main(["fit", "--model.optimizer.name", "adamwr", "--model.optimizer.t0_epochs", "1",
           "--model.optimizer.t_mult", "2", "--trainer.max_epochs", "3", "--trainer.logger.init_args.name", "r",
           "--test_after_fit", "false", *SMALL])
-    scalars = _scalars(_run_dir(in_tmp, "r"))
-    lam = {e.step: e.value for e in scalars["opt/lambda"]}
-    eta = {e.step: e.value for e in scalars["opt/eta"]}
-    decay = {e.step: e.value for e in scalars["opt/decay"]}
+    scalars = read_scalars(_run_dir(in_tmp, "r"))
+    lam = dict(scalars["opt/lambda"])
+    eta = dict(scalars["opt/eta"])
+    decay = dict(scalars["opt/decay"])
     steps = sorted(lam)
     assert len(steps) == 24
     first, second = lam[steps[0]], lam[steps[8]]
@@ -147,7 +128,7 @@ def test_the_decay_applied_to_the_weights_is_eta_times_lambda_and_is_what_opt_de
     probe = _ZeroGradientShrink()
     cli.trainer.callbacks.append(probe)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    logged = {e.step: e.value for e in _scalars(_run_dir(in_tmp, "d"))["opt/decay"]}
+    logged = dict(read_scalars(_run_dir(in_tmp, "d"))["opt/decay"])
     assert sorted(probe.shrink) == sorted(logged) == list(range(24))
     for step in range(24):
         period_epochs = 1 if step < 8 else 2
@@ -185,7 +166,7 @@ def test_switching_the_dataset_on_the_command_line(in_tmp, capsys):
     run_dir = _run_dir(in_tmp, "c")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["data"]["class_path"] == "wdlab.data.CIFAR10DataModule"
-    scalars = _scalars(run_dir)
+    scalars = read_scalars(run_dir)
     assert len(scalars["opt/lr"]) >= 1 and "test/err" in scalars
 
 
