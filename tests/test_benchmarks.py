@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from paths import REPO
+
+pytestmark = pytest.mark.trains
 
 
 def _run(script: str, *args: str) -> str:

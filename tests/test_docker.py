@@ -253,6 +253,7 @@ def _engine() -> str | None:
     return "podman" if shutil.which("podman") else None
 
 
+@pytest.mark.trains
 @pytest.mark.docker
 @pytest.mark.slow
 def test_smoke_script_builds_the_image_and_runs_the_readme_path():

@@ -162,6 +162,7 @@ def test_last_ckpt_survives_sigkill_at_random_moments(tmp_path):
     assert mid_write >= _KILLS // 2, f"only {mid_write} of {_KILLS} kills landed while a write was in progress"
 
 
+@pytest.mark.trains
 def test_training_writes_its_checkpoints_and_snapshots_through_atomic_write(tmp_path, monkeypatch):
     """A real fit: every last.ckpt and snapshot lands by a rename of its staging file (a plain torch.save
     into the target, Lightning's default, would not)."""

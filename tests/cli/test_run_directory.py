@@ -13,6 +13,8 @@ from tiny_runs import QUIET, builtin_data
 from wdlab.cli import main
 from wdlab.experiments.results import read_scalars
 
+pytestmark = pytest.mark.trains
+
 TINY = ["--config", QUICKSTART, "--trainer.max_epochs", "1", "--model.optimizer.t0_epochs", "1",
         *builtin_data(128, 64), *QUIET]
 

@@ -39,6 +39,7 @@ def test_on_after_batch_transfer(channels_last):
     torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)[0], plain)
 
 
+@pytest.mark.trains
 def test_lightning_trainer_runs_on_builtin_data():
     import lightning as L
 

@@ -290,6 +290,7 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["MNISTDataModule", "FashionMNISTDataModule"])
 def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkeypatch, name):
@@ -316,6 +317,7 @@ def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkey
     assert [step for step, _ in scalars["val/err"]] == [1, 3] and len(scalars["test/err"]) == 1
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_exactly(tmp_path):
     """SIGTERM mid-epoch, then --ckpt_path last: the same weights as the uninterrupted run (flips and crops
@@ -341,6 +343,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path):
     assert not all(torch.equal(v, fresh["state_dict"][k]) for k, v in whole["state_dict"].items())
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_trains_on_the_real_fashion_mnist_files(tmp_path, monkeypatch):
     """The official files as Debian's dataset-fashion-mnist installs them (CI installs the package)."""

@@ -18,6 +18,8 @@ from wdlab.cli import main
 from wdlab.cli.ensemble import main as run_ensemble
 from wdlab.experiments.ensemble import snapshot_info
 
+pytestmark = pytest.mark.trains
+
 CONFIG = str(REPO / "configs" / "quickstart.yaml")
 # 256 training images in batches of 64 -> 4 steps per epoch; 128 test images.
 DATA = builtin_data(256, 128, 64)

@@ -13,7 +13,7 @@ import pytest
 from paths import REPO
 from tiny_runs import builtin_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.trains]
 
 PANELS = {"sgd": "0.125", "sgdw": "0.125", "adam": "0.001", "adamw": "0.001"}  # lr of the two cells
 TINY = ["--seeds", "1", "--trainer.max_epochs", "1", *builtin_data(64, 64, 32)]

@@ -183,6 +183,7 @@ def two_runs(tmp_path_factory) -> Path:
     return root / "runs"
 
 
+@pytest.mark.trains
 def test_read_scalars_from_real_run(two_runs: Path) -> None:
     scalars = read_scalars(two_runs / "a")
     assert [step for step, _ in scalars["anytime/err"]] == [1, 3]  # logged at step = epoch
@@ -190,6 +191,7 @@ def test_read_scalars_from_real_run(two_runs: Path) -> None:
     assert len(scalars["test/err"]) == 1
 
 
+@pytest.mark.trains
 def test_report_command_draws_learning_and_anytime_curves(two_runs: Path, tmp_path: Path, capsys) -> None:
     assert main(["report", str(two_runs), "--out", str(tmp_path)]) == 0
     assert "learning_curves.png" in capsys.readouterr().out
@@ -200,6 +202,7 @@ def test_report_command_draws_learning_and_anytime_curves(two_runs: Path, tmp_pa
     assert {"runs/learning_curves", "runs/anytime"} <= set(events.Tags()["images"])
 
 
+@pytest.mark.trains
 def test_anytime_axis_is_labelled_at_the_period_ends(two_runs: Path, tmp_path: Path) -> None:
     figure = plot_anytime_curves(find_runs(two_runs), tmp_path / "anytime.png")
     (ax,) = figure.axes
@@ -209,6 +212,7 @@ def test_anytime_axis_is_labelled_at_the_period_ends(two_runs: Path, tmp_path: P
     assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
 
 
+@pytest.mark.trains
 def test_learning_curves_legend_is_clear_of_the_curves(two_runs: Path, tmp_path: Path) -> None:
     figure = plot_learning_curves(find_runs(two_runs), tmp_path / "curves.png")
     figure.canvas.draw()
@@ -220,6 +224,7 @@ def test_learning_curves_legend_is_clear_of_the_curves(two_runs: Path, tmp_path:
         assert box.y1 <= ax.get_tightbbox().y0  # below each plot, its tick labels included
 
 
+@pytest.mark.trains
 def test_report_reruns_replace_their_tensorboard_events(two_runs: Path, tmp_path: Path, capsys) -> None:
     _write_csv(tmp_path / "sgd", _rows("sgd", coupled))
     for _ in range(2):  # a sweep and runs into one folder, twice: one event file of each kind
@@ -233,6 +238,7 @@ def test_report_reruns_replace_their_tensorboard_events(two_runs: Path, tmp_path
     assert all(len(events.Images(tag)) == 1 for tag in images)
 
 
+@pytest.mark.trains
 def test_find_runs_skips_a_reports_own_tensorboard_folder(two_runs: Path) -> None:
     assert main(["report", str(two_runs)]) == 0  # default output: runs/report/
     assert (two_runs / "report" / "tensorboard").is_dir()

@@ -20,6 +20,8 @@ from wdlab.experiments.cells import cell_identity
 from wdlab.experiments.results import read_results, read_scalars, write_results
 from wdlab.experiments.sweep import SweepError, SweepSpec, grid_preset, parse_grid, parse_value
 
+pytestmark = pytest.mark.trains
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def commands_run(cell_dir: Path) -> int:
     """How many times the sweep started this cell (each start appends its command line to cell.log)."""

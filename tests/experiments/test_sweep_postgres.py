@@ -24,7 +24,7 @@ import optuna
 import pytest
 from sweep_helpers import BASE, GRID, lost_cells
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.trains]
 
 # test_sweep's cell (PreActResNet-8 of width 4), on 256 images for 3 epochs: long enough to be killed mid-cell.
 LONGER = ["--trainer.max_epochs", "3", "--data.init_args.num_train", "256"]

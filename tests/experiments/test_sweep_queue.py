@@ -25,6 +25,8 @@ from optuna.trial import TrialState
 from paths import REPO
 from sweep_helpers import BASE, GRID, lost_cells, results, sweep
 
+pytestmark = pytest.mark.trains
+
 LR = "model.optimizer.lr"
 TWO_CELLS = ["--grid", f"{LR}=0.1,0.05"]
 

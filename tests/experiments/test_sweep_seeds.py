@@ -42,6 +42,7 @@ def test_bad_seeds_are_refused_with_the_forms_that_work(given) -> None:
         parse_seeds(given)
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_fresh_seeds_reach_the_cells_and_the_validation_error_is_recorded(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(CONFIG)

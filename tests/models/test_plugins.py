@@ -19,12 +19,14 @@ QUICK = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--traine
          "--trainer.callbacks+=resume_helpers.TraceSteps"]  # prints a line at every training batch
 
 
+@pytest.mark.trains
 def test_a_torchvision_model_as_the_net(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main([*QUICK, "--model.net", "torchvision.models.resnet18", "--model.net.init_args.num_classes", "10"]) == 0
     assert "TRACE step=0 " in capsys.readouterr().out  # a training batch ran
 
 
+@pytest.mark.trains
 def test_a_timm_model_as_the_net(tmp_path, monkeypatch, capsys):
     pytest.importorskip("timm")
     monkeypatch.chdir(tmp_path)

@@ -108,6 +108,7 @@ def test_configs_accept_decay_mask_where_it_applies():
         ImageClassifier(net, optimizer={"name": "sgd", "decay_mask": "cautious"})
 
 
+@pytest.mark.trains
 def test_image_classifier_logs_the_decayed_fraction_on_logging_steps_only(tmp_path):
     """2 epochs x 3 steps, log_every_n_steps=2: opt/decayed_fraction at steps 1, 3, 5 with opt/lr, a fraction of
     the coordinates; counted on those steps only (after 3 steps of 6 the optimizer holds a count)."""

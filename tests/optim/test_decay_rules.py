@@ -364,6 +364,7 @@ def test_wdlab_optimizers_bad_input_is_one_line(capsys, argv, message):
     assert message in lines[0]
 
 
+@pytest.mark.trains
 def test_timescale_through_wdlab_fit(tmp_path, monkeypatch):
     """`--model.optimizer.weight_decay_timescale 5` in wdlab fit: the CLI's steps per epoch (320 images / batch 32
     = 10) give lambda = 1 / (5 * 10) in the decayed group, at every step of a run that has warm restarts."""

@@ -272,6 +272,7 @@ PREDICTED = {  # the prediction from the other logged opt/* values of the same s
 }
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("name", list(PREDICTED))
 def test_image_classifier_logs_the_angular_update_on_logging_steps_only(tmp_path, monkeypatch, name):
     """2 epochs x 3 steps, log_every_n_steps=2: logged at steps 1, 3, 5 (as opt/lr), measured only then (3 angle
@@ -292,6 +293,7 @@ def test_image_classifier_logs_the_angular_update_on_logging_steps_only(tmp_path
     assert monitor.tracker._optimizer is None  # the module logs the tags itself: the callback stays out
 
 
+@pytest.mark.trains
 def test_any_module_gets_the_tags_from_the_callback(tmp_path, monkeypatch):
     """A regression MLP using wdlab.training.configure_optimizers (adamwr) and AngularUpdateMonitor: 3 epochs x 4
     steps, logged every 3rd step."""

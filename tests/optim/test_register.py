@@ -487,6 +487,7 @@ def test_wdlab_optimizers_lists_entry_points_and_names_the_broken_ones(site, tmp
     assert "Traceback" not in done.stderr and "Warning" not in done.stderr
 
 
+@pytest.mark.trains
 def test_wdlab_fit_trains_with_an_entry_point_optimizer(site, tmp_path):
     (tmp_path / "base.yaml").write_text(BASE)
     fit = ["fit", "--config", "base.yaml", "--trainer.fast_dev_run", "true", "--test_after_fit", "false",
@@ -503,6 +504,7 @@ def test_wdlab_fit_trains_with_an_entry_point_optimizer(site, tmp_path):
     assert "Traceback" not in broken.stderr and "OPTIMIZER" not in broken.stdout
 
 
+@pytest.mark.trains
 @pytest.mark.slow  # one real sweep cell: about a minute on a busy 2-core machine
 def test_wdlab_sweep_runs_an_entry_point_optimizer_in_its_grid(site, tmp_path):
     (tmp_path / "base.yaml").write_text(BASE)

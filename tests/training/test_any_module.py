@@ -14,6 +14,8 @@ from resume_helpers import SignalAtBatch, assert_identical, load_checkpoint, tra
 
 from wdlab.training import AnytimeSnapshots, CheckpointError, Preempted, ResumableCheckpoint
 
+pytestmark = pytest.mark.trains
+
 EPOCHS, STEPS = 3, 12  # 32 points / batch 8 = 4 updates per epoch (lightning_helpers.OPTIMIZER's periods)
 
 

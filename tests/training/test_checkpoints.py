@@ -15,6 +15,8 @@ from wdlab.cli import main
 from wdlab.experiments.results import read_scalars
 from wdlab.training import AtomicCheckpointIO, CheckpointError, ResumableCheckpoint, check_checkpoint
 
+pytestmark = pytest.mark.trains
+
 # 256 images / batch 64 = 4 steps per epoch; the quickstart's adamwr with t0 = 1, t_mult = 2.
 SMALL = [
     "fit", "--config", QUICKSTART, *builtin_data(256, 64, 64), "--model.optimizer.t0_epochs", "1", *QUIET,

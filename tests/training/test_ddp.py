@@ -40,9 +40,11 @@ from tiny_runs import QUIET, builtin_data
 
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"
-)
+pytestmark = [
+    pytest.mark.trains,
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                       reason="needs torch.distributed with gloo"),
+]
 
 NUM_TRAIN, NUM_TEST, GLOBAL_BATCH = 1024, 512, 128
 STEPS = NUM_TRAIN // GLOBAL_BATCH  # 8 updates in the one epoch (T = t0_epochs = 1 epoch)

@@ -37,6 +37,8 @@ from wdlab.training.fastpaths import (
     resolve_fused,
 )
 
+pytestmark = pytest.mark.trains
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 # A tiny run: 96 training images in batches of 32 (3 steps per epoch), PreActResNet(8, 4).

@@ -19,6 +19,8 @@ from resume_helpers import RUN, STEPS, assert_identical, fit_run, load_checkpoin
 
 from wdlab.cli.lightning import resume_command
 
+pytestmark = pytest.mark.trains
+
 WDLAB = str(Path(sys.executable).with_name("wdlab"))
 
 @pytest.fixture(scope="module")

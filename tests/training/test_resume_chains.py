@@ -25,6 +25,7 @@ SNAPSHOTS = ["period-0-epoch-1.ckpt", "period-1-epoch-3.ckpt", "period-2-epoch-7
 SMALL = builtin_data(64, 16, 16)
 
 pytestmark = [
+    pytest.mark.trains,
     pytest.mark.filterwarnings("ignore:the run ends after:UserWarning"),  # max_epochs inside a period
     pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning"),  # a copied run directory
 ]

@@ -20,6 +20,8 @@ from tiny_runs import QUIET, builtin_data
 from wdlab.cli import build_cli, main
 from wdlab.experiments.results import read_scalars
 
+pytestmark = pytest.mark.trains
+
 # Experiment configs only: a component (a model or datamodule that experiment configs name, e.g.
 # configs/models/*.yaml) is one class, ``class_path`` at its top level.
 CONFIGS = sorted(
