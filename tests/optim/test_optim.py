@@ -391,37 +391,17 @@ def test_zero_decay_group_stays_undecayed_under_normalized_decay():
     assert sorted(seen) == pytest.approx(sorted(expected))
 
 
+#: Bad values the battery (wdlab.testing.check_optimizer's bad_values check, run for every entry by
+#: test_every_entry_passes_the_battery) does not try: its cases are not repeated here.
 BAD_ARGUMENTS = [
     ({"name": "adamx"}, "known: adam, adamw, adamwr, sgd, sgdw, sgdwr, adamc, sgdc"),
-    ({"lr": 0.0}, "lr must be"),
-    ({"lr": -1.0}, "lr must be"),
-    ({"weight_decay": -1e-4}, "weight_decay must be"),
-    ({"weight_decay_norm": -0.1}, "weight_decay_norm must be"),
-    ({"weight_decay": 1e-4, "weight_decay_norm": 0.02}, "not both"),
-    ({"weight_decay_timescale": 0.0}, "weight_decay_timescale must be a number of epochs > 0"),
-    ({"weight_decay_timescale": -5.0}, "weight_decay_timescale must be a number of epochs > 0"),
-    ({"weight_decay_timescale": float("inf")}, "weight_decay_timescale must be a number of epochs > 0"),
-    ({"weight_decay_timescale": True}, "weight_decay_timescale must be a number of epochs > 0"),
-    ({"weight_decay_timescale": 10.0, "weight_decay": 1e-4}, "got weight_decay and weight_decay_timescale"),
     ({"weight_decay_timescale": 10.0, "weight_decay_norm": 0.02},
      "got weight_decay_norm and weight_decay_timescale"),
-    ({"name": "adam", "weight_decay_timescale": 10.0}, "'weight_decay_timescale' does not apply to optimizer 'adam'"),
-    ({"name": "sgd", "weight_decay_timescale": 10.0}, "'weight_decay_timescale' does not apply to optimizer 'sgd'"),
-    ({"betas": (0.9, 1.0)}, "betas must be two numbers in [0, 1)"),
-    ({"betas": (-0.1, 0.9)}, "betas must be"),
-    ({"eps": 0.0}, "eps must be"),
-    ({"schedule": "warm_restarts", "t0_epochs": 0}, "t0_epochs must be"),
-    ({"schedule": "warm_restarts", "t0_epochs": 10, "t_mult": 0.5}, "t_mult must be"),
     ({"schedule": "multistep", "milestones": [30, 30, 80]}, "milestones must be strictly increasing"),
     ({"schedule": "multistep", "milestones": [60, 30]}, "milestones must be strictly increasing"),
-    ({"schedule": "cyclic"}, "schedule must be one of"),
-    ({"schedule": "cosine", "milestones": [3]}, "'milestones' does not apply to schedule 'cosine'"),
     ({"momentum": 0.9}, "'momentum' does not apply to optimizer 'adamw'"),
     ({"decay_scaling": "epoch"}, "decay_scaling must be 'schedule'"),
     ({"name": "adamc", "decay_scaling": "eta2"}, "or 'corrected'"),
-    ({"learning_rate": 0.1}, "unknown hyperparameter(s) 'learning_rate'"),
-    ({"eta_min": 1.0}, "eta_min must be"),
-    ({"warmup_epochs": 10}, "warmup_epochs must be"),
 ]
 
 
@@ -438,11 +418,6 @@ def test_bad_values_fail_at_construction_with_a_clear_message(arguments, message
 
 def test_entry_specific_checks():
     params = torch.nn.Linear(2, 2).parameters()
-    with pytest.raises(ValueError, match="'decay_scaling' does not apply to optimizer 'sgd'"):
-        build_optimizer("sgd", params, steps_per_epoch=5, max_epochs=10, batch_size=8, num_train=40,
-                        decay_scaling="lr")
-    with pytest.raises(ValueError, match="momentum must be a number in"):
-        build_optimizer("sgdw", params, steps_per_epoch=5, max_epochs=10, batch_size=8, num_train=40, momentum=1.0)
     with pytest.raises(ValueError, match="batch_size must be a whole number"):
         build_optimizer("sgdw", params, steps_per_epoch=5, max_epochs=10, batch_size=0, num_train=40)
     with pytest.raises(ValueError, match="lr must be"):
