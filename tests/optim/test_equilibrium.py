@@ -4,7 +4,7 @@
 against known angles; (b) on scale-invariant weights the measured angle approaches the prediction: an
 exact random-walk objective (within 3 %) and a small BatchNorm network on random data (within 15 %);
 (c) through Lightning: ImageClassifier and the AngularUpdateMonitor callback log both tags on logging
-steps only, equal to an independent float64 measurement. The host-sync guard of tests/test_fastpaths.py
+steps only, equal to an independent float64 measurement. The host-sync guard of tests/training/test_fastpaths.py
 covers the new hooks (the angle is computed inside the training batch, in the optimizer's step post-hook).
 """
 

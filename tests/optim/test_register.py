@@ -33,7 +33,7 @@ from wdlab.testing import CHECKS, check_optimizer
 # The third-party package, as its author would write it: a Lion-like optimizer (Chen et al. 2023: the sign of an
 # interpolated momentum) with wdlab's decoupled decay, declared with the capability fields of OptimizerSpec.
 DEMO_MODULE = '''
-"""wdlab_lion_demo: a third-party optimizer package (written by tests/test_register.py)."""
+"""wdlab_lion_demo: a third-party optimizer package (written by tests/optim/test_register.py)."""
 import torch
 
 from wdlab.optim import DecoupledWeightDecayMixin, OptimizerSpec

@@ -1,7 +1,7 @@
 """Decoupled decay for other torch optimizers: :func:`wdlab.optim.decoupled`, ``radamw``, ``nadamw`` and ``muonw``.
 
-The registry battery (tests/test_optim.py) runs every entry against its float64 reference; the tests here are about
-the mechanism: torch's own decay never acts, the wrapped classes equal torch's at the matching torch parameters,
+The registry battery (tests/optim/test_optim.py) runs every entry against its float64 reference; the tests here are
+about the mechanism: torch's own decay never acts, the wrapped classes equal torch's at the matching torch parameters,
 and Muon's share of MuonW (which weights, how a convolution kernel is laid out, its orthogonalization).
 """
 
