@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from paths import REPO
+from resume_helpers import load_checkpoint
 
 from wdlab.cli import main
 from wdlab.data import (
@@ -286,10 +287,6 @@ def _fit(*args: str) -> int:
         return int(exit_info.code or 0)
 
 
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 @pytest.mark.trains
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["MNISTDataModule", "FashionMNISTDataModule"])
@@ -308,7 +305,7 @@ def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkey
         "augment": True, "seed": 0, "num_workers": 0, "channels_last": True, "on_device": None,
         "train_subset": None, "split_seed": None,
     }
-    last = _load(run / "checkpoints" / "last.ckpt")
+    last = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 4  # 160 images at batch 128: 2 steps per epoch (the last one of 32)
     assert last["datamodule_hyper_parameters"]["root"] == str(tmp_path / "data")
     from wdlab.experiments.results import read_scalars
@@ -329,7 +326,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path):
 
     def fit(where: str, *extra: str) -> dict:
         assert _fit(*run, "--trainer.logger.init_args.save_dir", str(tmp_path / where), *extra) == 0
-        return _load(tmp_path / where / "quickstart" / "checkpoints" / "last.ckpt")
+        return load_checkpoint(tmp_path / where / "quickstart" / "checkpoints" / "last.ckpt")
 
     whole = fit("whole")
     stopped = fit("stopped", "--trainer.callbacks+=resume_helpers.SigtermAtStep", "--trainer.callbacks.step=5")

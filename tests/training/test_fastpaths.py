@@ -125,7 +125,7 @@ def test_config_yaml_records_the_precision_the_run_used(in_tmp):
 
     assert main(["fit", *TINY, "--trainer.max_epochs", "1", "--test_after_fit", "false"]) == 0
     (saved,) = in_tmp.glob("runs/tiny/**/config.yaml")
-    assert yaml.safeload_checkpoint(saved.read_text())["trainer"]["precision"] == "32-true"
+    assert yaml.safe_load(saved.read_text())["trainer"]["precision"] == "32-true"
 
 
 def test_print_config_shows_the_switches(in_tmp, capsys):
@@ -133,7 +133,7 @@ def test_print_config_shows_the_switches(in_tmp, capsys):
 
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--print_config"])
-    config = yaml.safeload_checkpoint(capsys.readouterr().out)
+    config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["compile"] is False and config["model"]["fused_optimizer"] is None
     assert config["data"]["init_args"]["on_device"] is None
     assert config["data"]["init_args"]["channels_last"] is True  # the quickstart sets it (faster on CPU too)
