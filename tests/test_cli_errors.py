@@ -35,13 +35,14 @@ def _state(root: Path) -> dict[str, tuple[int, int]]:
 
 
 CASES = {
-    "unknown optimizer": (["fit", *TINY, "--model.optimizer.name", "adamx"], "unknown optimizer 'adamx'; known:"),
+    "unknown optimizer": (["fit", *TINY, "--model.optimizer.name", "adamx"],
+                          "unknown optimizer 'adamx' (did you mean 'adam'?); known:"),
     "lr <= 0": (["fit", *TINY, "--model.optimizer.lr", "0"], "lr must be a number > 0"),
     "both decays": (["fit", *TINY, "--model.optimizer.weight_decay", "0.1"],
                     "give either weight_decay (raw lambda) or weight_decay_norm"),
     "batch size 0": (["fit", *TINY, "--data.init_args.batch_size", "0"], "batch_size must be a whole number >= 1"),
     "unknown option": (["fit", *TINY, "--trainer.max_epoch", "1"],
-                       "unrecognized arguments: --trainer.max_epoch 1; check the spelling: 'wdlab fit --help'"),
+                       "unrecognized arguments: --trainer.max_epoch 1; check the spelling: 'wdlab fit --help_all'"),
     "abbreviated option": (["fit", *TINY, "--trainer.max_e", "1"], "unrecognized arguments: --trainer.max_e 1"),
     "unknown key in a config file": (["fit", *TINY, "--config", "typo.yaml"],
                                      "does not accept option 'trainer.max_epoch' (set in typo.yaml)"),
@@ -52,7 +53,7 @@ CASES = {
     "foreign checkpoint": (["fit", *TINY, "--ckpt_path", "foreign.ckpt"], "is not a Lightning training checkpoint"),
     "existing run directory": (["fit", *TINY], "already holds a run"),
     "unknown --grid key": (["sweep", "--config", QUICKSTART, "--out", "sweep", "--grid", "model.optimizer.foo=1,2"],
-                           "Unexpected keys: {'foo'}"),
+                           "model.optimizer: unknown key 'foo'; the keys are: name, lr,"),
     "non-numeric --grid value": (["sweep", "--config", QUICKSTART, "--out", "sweep", "--grid",
                                   "model.optimizer.lr=a,b"], "<class 'float'>. Got value: a"),
 }

@@ -1,16 +1,20 @@
-"""Every command in the README's ``bash`` blocks runs as written (the cheap ones), or is skipped for a reason.
+"""Every command in the ``bash`` blocks of the README and of every page of the docs site runs as written (the
+cheap ones), or is skipped for a reason.
 
-The commands are read from README.md itself, so a command added there is either run here or matched by a rule in
-:data:`SKIPPED`; an unmatched one fails the test. Each block runs in a fresh folder (``configs/`` linked in), in
-README order, in this process (``wdlab.cli.main``). What is appended to keep it cheap, and nothing else:
+The commands are read from the pages themselves (:data:`PAGES`: README.md and every Markdown file the Sphinx build
+of ``docs/`` reads), so a command added to any of them is either run here or matched by a rule in :data:`SKIPPED`;
+an unmatched one fails the test. Each block runs in a fresh folder (``configs/`` linked in), in page order, in
+this process (``wdlab.cli.main``); a block whose text is the same as one already run (on another page) is run
+once. What is appended to keep it cheap, and nothing else:
 
 * ``wdlab sweep`` gets ``--dry_run`` (the grid checked, the first cell's model, data and trainer built);
 * training commands get ``--trainer.fast_dev_run true`` (one batch, nothing written), on the built-in data the
-  few images of :data:`TINY`, and ``/data/cifar10`` / ``/data/imagenet32`` become small files in the official
-  formats (their md5 sums are not the release's: ``verify_checksums false``);
+  few images of :data:`TINY`, and ``/data/cifar10`` (or ``data/cifar10``) / ``/data/imagenet32`` become small
+  files in the official formats (their md5 sums are not the release's: ``verify_checksums false``);
 * a resumed run (``--ckpt_path``) gets :data:`RESUMED` instead of ``fast_dev_run``;
 * a block that reads ``runs/quickstart/`` starts with the run the README's quickstart command makes, trained
-  on :data:`TINY` for 70 epochs (snapshots at epochs 10, 30 and 70), and that command itself is not run again.
+  on :data:`TINY` for 70 epochs (snapshots at epochs 10, 30 and 70), and that command itself is not run again;
+* environment assignments before a command (``OMP_NUM_THREADS=1 wdlab ...``) are dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ from wdlab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def _site_pages() -> list[Path]:
+    """The Markdown pages of the docs site: every ``.md`` under docs/ but the build output and what
+    ``docs/conf.py`` excludes (``exclude_patterns``; docs/replication/fashion_mnist/ holds data, not pages)."""
+    excluded = ("_build/", "replication/fashion_mnist/")
+    return sorted(path for path in DOCS.rglob("*.md")
+                  if not path.relative_to(DOCS).as_posix().startswith(excluded))
+
+
+#: README.md first (its first three commands are the set-up, the quickstart and the tests), then the site's pages.
+PAGES: tuple[Path, ...] = (README, *_site_pages())
 
 QUICKSTART = "wdlab fit --config configs/quickstart.yaml"
 TINY = ["--data.init_args.num_train", "32", "--data.init_args.num_test", "32", "--data.init_args.batch_size", "32",
@@ -42,23 +59,37 @@ RESUMED = ["--trainer.max_steps", "31"]
 
 #: (pattern, reason): a command matching the pattern (re.search) is not run here.
 SKIPPED: tuple[tuple[str, str], ...] = (
-    (r"^pip install", "the set-up command: .ci/run runs it in a fresh environment"),
+    (r"^pip (install|download)", "the set-up command: .ci/run runs it in a fresh environment"),
     (r"^pytest", "the test command: .ci/run runs it"),
+    (r"^(ruff|hadolint|sphinx-build) ", "a linter or the docs build: .ci/run runs it"),
     (r"^(docker|mkdir -p data runs)", "needs Docker and a GPU: tests/test_docker.py checks the Dockerfile"),
+    (r"docker/smoke\.sh|^(apt-get install -y podman|cat > /etc/containers/|debootstrap |tar -C /work/docker-base)",
+     "builds a container base and runs docker/smoke.sh (a container engine): tests/test_docker.py runs the script "
+     "where an engine is present"),
+    (r"pip freeze --exclude-editable", "re-pins docker/constraints.txt after the tests pass (docs/DOCKER.md)"),
     (r"^tensorboard ", "starts a server"),
-    (r"--trainer\.devices [2-9]", "needs several devices: tests/test_ddp.py runs DDP on CPU processes"),
-    (r"--model\.compile true", "compiling Shake-Shake takes a minute on CPU: tests/test_fastpaths.py compiles a "
+    (r"--trainer\.devices [2-9]", "needs several devices: tests/training/test_ddp.py runs DDP on CPU processes"),
+    (r"^(torchrun|srun) |sbatch ", "a multi-node launch or a SLURM job: tests/training/test_ddp.py runs DDP on CPU processes"),
+    (r"--model\.compile true", "compiling Shake-Shake takes a minute on CPU: tests/training/test_fastpaths.py compiles a "
                                 "small network in a fit"),
-    (r"^wdlab report runs/fig2", "needs those sweeps: tests/test_replication.py reports a tiny suite"),
-    (r"docs/replication/run_suite\.sh", "the whole replication suite (hours): tests/test_replication.py runs "
-                                       "every part of it as tiny sweeps, then the reports and summarize.py"),
+    (r"^wdlab report (runs/(fig2|paper_fig2)|docs/replication/)",
+     "needs those sweeps (or rewrites the committed round-1 reports): tests/experiments/test_replication.py reports a tiny suite"),
+    (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh", "the whole replication suite (hours): "
+                                                                  "tests/experiments/test_replication.py runs every part of it "
+                                                                  "as tiny sweeps, then the reports and summarize.py"),
+    (r"^python docs/replication/", "the replication's scripts over its runs: tests/experiments/test_replication.py and "
+                                   "tests/experiments/test_replication_summary.py run summarize.py on tiny suites"),
+    (r"^(source |git worktree |cp docs/replication/|cd \.\./pinned )",
+     "sets up a machine or a pinned worktree for a long sweep (docs/replication/README.md)"),
+    (r"^(python|bash) benchmarks/", "a benchmark, not a test (a GPU, or minutes of CPU)"),
 )
 
 
-def _blocks() -> list[list[str]]:
-    """The commands of each ```bash block: continuation lines joined, ``for X in ...; do ... done`` expanded."""
+def _blocks(page: Path = README) -> list[list[str]]:
+    """The commands of each ```bash block of ``page``: continuation lines joined, ``for X in ...; do ... done``
+    expanded, a here-document (``<<'EOF'`` ... ``EOF``) kept with its command."""
     blocks, current = [], None
-    for line in README.read_text().splitlines():
+    for line in page.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
         if current is None:
             if stripped == "```bash":
@@ -71,13 +102,20 @@ def _blocks() -> list[list[str]]:
         current.append(stripped)
     commands_per_block = []
     for lines in blocks:
-        joined, pending = [], ""
+        joined, pending, heredoc = [], "", None
         for line in lines:
+            if heredoc is not None:  # the document's lines are the command's input, not commands
+                if line == heredoc:
+                    heredoc = None
+                continue
             if line.endswith("\\"):
                 pending += line[:-1] + " "
                 continue
             joined.append(pending + line)
             pending = ""
+            marker = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+            if marker:
+                heredoc = marker.group(1)
         commands, loop = [], None
         for line in joined:
             words = shlex.split(line, comments=True)
@@ -98,8 +136,18 @@ def _blocks() -> list[list[str]]:
     return commands_per_block
 
 
+def _without_environment(command: str) -> str:
+    """The command without the ``NAME=value`` assignments before it."""
+    words = shlex.split(command)
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]
+    return shlex.join(words)
+
+
 def _skip_reason(command: str) -> str | None:
-    return next((reason for pattern, reason in SKIPPED if re.search(pattern, command)), None)
+    """The reason of the first rule whose pattern is in the command (its words joined by spaces, unquoted)."""
+    plain = " ".join(shlex.split(command))
+    return next((reason for pattern, reason in SKIPPED if re.search(pattern, plain)), None)
 
 
 def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
@@ -125,7 +173,7 @@ def _cheap(argv: list[str], data: dict[str, Path]) -> list[str]:
     if ">" in argv:  # the options go before a redirection
         at = argv.index(">")
         return _cheap(argv[:at], data) + argv[at:]
-    if argv[0] == "sweep":  # the grid checked and the first cell built, nothing run (tests/test_sweep.py runs them)
+    if argv[0] == "sweep":  # the grid checked and the first cell built, nothing run (tests/experiments/test_sweep.py runs them)
         return argv + ([] if "--dry_run" in argv else ["--dry_run"])
     if argv[0] not in ("fit", "validate", "test"):
         return argv
@@ -157,23 +205,69 @@ def data_files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
     write_cifar_folder(root / "cifar10", per_batch=16, test_size=16)
     write_imagenet32(root / "imagenet32", per_batch=4, val_size=8)
-    return {"/data/cifar10": root / "cifar10", "/data/imagenet32": root / "imagenet32"}
+    return {"/data/cifar10": root / "cifar10", "data/cifar10": root / "cifar10",
+            "/data/imagenet32": root / "imagenet32"}
+
+
+def _page_blocks() -> list[tuple[Path, list[str]]]:
+    """(page, commands) of every bash block of every page, README first; a block whose commands are those of a
+    block before it (the same commands on another page) is left out: it is run once."""
+    seen, blocks = set(), []
+    for page in PAGES:
+        for block in _blocks(page):
+            if tuple(block) in seen:
+                continue
+            seen.add(tuple(block))
+            blocks.append((page, block))
+    return blocks
+
+
+def test_the_pages_are_the_sites():
+    """PAGES are README.md and the site's pages (docs/index.md among them), and each has been read."""
+    names = [path.relative_to(REPO).as_posix() for path in PAGES]
+    assert names[0] == "README.md" and "docs/index.md" in names and "docs/getting-started.md" in names
+    assert "docs/replication/README.md" in names and not any("_build" in name for name in names)
 
 
 def test_the_readme_has_commands_and_every_one_is_run_or_skipped_for_a_reason():
     commands = [c for block in _blocks() for c in block]
     assert commands[0] == "pip install -e '.[dev]'" and commands[1] == QUICKSTART and commands[2] == "pytest"
-    unknown = [c for c in commands if not c.startswith("wdlab ") and _skip_reason(c) is None]
-    assert not unknown, f"README commands neither run nor skipped: {unknown}"
-    ran = [c for c in commands if _skip_reason(c) is None]
+    unknown = [f"{page.relative_to(REPO)}: {c}" for page in PAGES for block in _blocks(page) for c in block
+               if not _without_environment(c).startswith("wdlab ") and _skip_reason(c) is None]
+    assert not unknown, f"commands in the pages neither run nor skipped (add a rule to SKIPPED): {unknown}"
+    ran = [c for _, block in _page_blocks() for c in block if _skip_reason(c) is None]
     assert len(ran) >= 15, ran
+
+
+def test_the_parser_reads_loops_heredocs_and_environment_assignments(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("""text
+```bash
+for opt in sgd adam; do
+  wdlab sweep --config configs/$opt.yaml \\
+      --out runs/$opt
+done
+cat > x.conf <<'EOF'
+[section]
+wdlab fit --not-a-command
+EOF
+OMP_NUM_THREADS=1 wdlab optimizers   # a comment
+```
+""", encoding="utf-8")
+    (block,) = _blocks(page)
+    assert [shlex.split(c) for c in block[:2]] == [
+        ["wdlab", "sweep", "--config", "configs/sgd.yaml", "--out", "runs/sgd"],
+        ["wdlab", "sweep", "--config", "configs/adam.yaml", "--out", "runs/adam"]]
+    assert shlex.split(block[2])[:3] == ["cat", ">", "x.conf"] and block[3] == "OMP_NUM_THREADS=1 wdlab optimizers"
+    assert len(block) == 4 and _without_environment(block[-1]) == "wdlab optimizers"
 
 
 @pytest.mark.slow
 def test_every_cheap_readme_command_runs_as_written(tmp_path, quickstart_run, data_files):
+    """Every cheap command of every page (README.md and the docs site), block by block."""
     ran = 0
-    for index, block in enumerate(_blocks()):
-        commands = [c for c in block if _skip_reason(c) is None]
+    for index, (page, block) in enumerate(_page_blocks()):
+        commands = [_without_environment(c) for c in block if _skip_reason(c) is None]
         if not commands:
             continue
         cwd = tmp_path / f"block{index}"
@@ -188,9 +282,30 @@ def test_every_cheap_readme_command_runs_as_written(tmp_path, quickstart_run, da
             argv = _cheap(shlex.split(command)[1:], data_files)
             started = time.perf_counter()
             code, out = _run(argv, cwd)
-            print(f"{time.perf_counter() - started:6.1f} s  {shlex.join(argv)}")
-            assert code == 0, f"{command!r} (run as {shlex.join(argv)}) exited {code}:\n{out[-3000:]}"
+            print(f"{time.perf_counter() - started:6.1f} s  {page.relative_to(REPO)}: {shlex.join(argv)}")
+            assert code == 0, (f"{page.relative_to(REPO)}: {command!r} (run as {shlex.join(argv)}) exited {code}:\n"
+                               f"{out[-3000:]}")
             ran += 1
         if (cwd / "my.yaml").exists():  # the printed config is a config wdlab reads back
             assert yaml.safe_load((cwd / "my.yaml").read_text())["model"]["optimizer"]["name"] == "adamwr"
     assert ran >= 15
+
+
+def _slug(title: str) -> str:
+    """A heading's anchor as MyST makes it (``myst_heading_anchors``): lower case, punctuation dropped."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_links_lead_to_files_and_headings():
+    """README.md is not a page of the site (the Sphinx build checks the site's links): its relative links are
+    checked here, the file and, for a Markdown file, the heading."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert len(local) >= 15, local
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert (REPO / path).exists(), f"README.md links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (REPO / path).read_text(encoding="utf-8"), re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README.md links to {link}: no such heading"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Samples the CPU time of every running Fig. 2 cell every 10 s (the last sample of a pid ~ that cell's core-seconds,
 # which on an idle machine is its wall time with one thread). It stops when process PID (the driver) has ended.
-#   nohup bash docs/replication/cpu_sampler.sh PID >> runs/replication/cpu_samples.log 2>&1 &
+#   mkdir -p runs/replication && nohup bash docs/replication/cpu_sampler.sh PID >> runs/replication/cpu_samples.log 2>&1 &
 pid="${1:?usage: cpu_sampler.sh PID-of-the-driver}"
 while kill -0 "$pid" 2>/dev/null; do
   ps -eo pid,etimes,times,args | awk -v t="$(date +%s)" '/wdlab fit --config configs\/replication\/fig2/ && !/awk/ {

@@ -33,15 +33,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import summarize  # noqa: E402
 
-from wdlab.experiments.coupling import (  # noqa: E402
+from wdlab.experiments.intervals import (  # noqa: E402
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     per_cell_bootstrap_slopes,
     per_seed_slopes,
-    row_optima,
     t_interval,
     whole_seed_bootstrap_slopes,
 )
+from wdlab.experiments.row_optima import row_optima  # noqa: E402
 
 OUT = HERE / "round1"
 

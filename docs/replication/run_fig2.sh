@@ -2,7 +2,7 @@
 # Fig. 2 of the replication suite: the four lr x weight-decay panels (SGD, SGDW, Adam, AdamW), 72 cells each
 # (PANELS="..." for others, e.g. run_fig2_normonly.sh).
 # Resumable: re-running this script skips finished cells and continues interrupted ones from their last.ckpt.
-#   nohup bash docs/replication/run_fig2.sh > runs/replication/fig2.log 2>&1 &
+#   mkdir -p runs/replication && nohup bash docs/replication/run_fig2.sh > runs/replication/fig2.log 2>&1 &
 # JOBS=2 (both cores free) halves the wall time; the default 1 leaves one core for other work. One thread per cell.
 # Run from the repository root with the venv active (the `wdlab` command on PATH).
 set -u

@@ -3,7 +3,7 @@
 # step is a `wdlab sweep`, and re-running this script skips finished cells. The later parts take their settings from
 # Fig. 2's results by the fixed rule of docs/replication/best_cell.py (best mean test error over seeds), never by
 # looking at their own outcome.
-#   nohup bash docs/replication/run_suite.sh > runs/replication/suite.log 2>&1 &      # JOBS=2 with both cores free
+#   mkdir -p runs/replication && nohup bash docs/replication/run_suite.sh > runs/replication/suite.log 2>&1 &      # JOBS=2 with both cores free
 set -eu
 cd "$(dirname "$0")/../.."
 JOBS="${JOBS:-1}"

@@ -43,13 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from wdlab.experiments.coupling import (
-    BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
-    row_optima,
-)
-from wdlab.experiments.coupling import per_cell_bootstrap_slopes as bootstrap_slopes
+from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from wdlab.experiments.intervals import per_cell_bootstrap_slopes as bootstrap_slopes
 from wdlab.experiments.results import epoch_of_step, read_results, read_scalars
+from wdlab.experiments.row_optima import row_optima
 
 LR, WD, WDN, EPOCHS = ("model.optimizer.lr", "model.optimizer.weight_decay", "model.optimizer.weight_decay_norm",
                        "trainer.max_epochs")

@@ -18,14 +18,9 @@ from sweep_tables import LOG2_DECAYS, LOG2_LRS, ORIGINAL_COLUMNS, diagonal, repo
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wdlab.cli import main
-from wdlab.experiments.coupling import (
-    BOOTSTRAP_RESAMPLES,
-    basin_mask,
-    basin_outline,
-    classify,
-    whole_seed_bootstrap_slopes,
-)
-from wdlab.experiments.heatmaps import decay_type_of, heatmaps_from_table
+from wdlab.experiments.coupling import classify
+from wdlab.experiments.heatmaps import basin_mask, basin_outline, decay_type_of, heatmaps_from_table
+from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES, whole_seed_bootstrap_slopes
 from wdlab.experiments.plots import plot_heatmaps
 from wdlab.experiments.results import read_results
 

@@ -215,7 +215,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exact
                    f"--trainer.callbacks.path={stops}")
     assert sorted(stops.read_text().splitlines()) == ["0 4 Preempted", "1 4 Preempted"]
     assert stopped["ckpt"]["global_step"] == 4
-    assert "stopped by SIGTERM at epoch 0, step 4" in stopped["output"]
+    assert "stopped by SIGTERM at epoch 1, step 4" in stopped["output"]
     assert [p.name for p in (stopped["run_dir"] / "checkpoints").iterdir()] == ["last.ckpt"]
     assert "Traceback" not in stopped["output"], stopped["output"][-3000:]
     resumed = _fit(tmp_path, *DDP, "--ckpt_path", "last")

@@ -151,7 +151,7 @@ def test_sigterm_with_gradient_accumulation_finishes_the_window(
     assert fit_run(tmp_path, *ACCUMULATE, "--trainer.callbacks+=resume_helpers.SignalAtBatch",
                 f"--trainer.callbacks.batch={signal_at_batch}") == 0
     err = capsys.readouterr().err
-    assert f"stopped by SIGTERM at epoch {(stopped_at_step - 1) // 3}, step {stopped_at_step}" in err
+    assert f"stopped by SIGTERM at epoch {(stopped_at_step - 1) // 3 + 1}, step {stopped_at_step}" in err
     run_dir = tmp_path / "runs" / "quickstart"
     stopped = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert stopped["global_step"] == stopped_at_step

@@ -9,8 +9,14 @@ What wdlab adds to LightningCLI, all of it editing the parsed config or the subc
 * ``--checkpoint`` (:class:`~wdlab.training.ResumableCheckpoint`) and ``--snapshots``
   (:class:`~wdlab.training.AnytimeSnapshots`) are always present; ``--test_after_fit``; ``--sweep``
   (the presets ``wdlab sweep`` reads);
-* a refused option is one line naming where it was set (:mod:`wdlab.cli.parser_errors`); a run stopped
-  by a signal prints the command that resumes it.
+* a refused option is one line naming where it was set (:mod:`wdlab.cli.parser_errors`), and the
+  optimizer's name and keys are checked right after parsing, before the seed is set or anything is built;
+  a run stopped by a signal prints the command that resumes it;
+* the terminal: :class:`~wdlab.training.progress.RunProgress` is the default progress bar (unless
+  ``--trainer.enable_progress_bar false`` or a ``ProgressBar`` callback is given), Lightning's model
+  summary is off by default (wdlab prints the parameter count with the decay table), and the start-up
+  lines that are not about the run are silenced (:func:`wdlab.training.progress.quiet_startup`);
+  ``--help`` is short (:mod:`wdlab.cli.short_help`), ``--help_all`` the full list.
 
 Other commands build a model from the same options with :func:`wdlab.cli.build.build_from_options`.
 """
@@ -25,19 +31,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab.cli.checkpoint_config import adopt_checkpoint_configuration, checkpoint_file
 from wdlab.cli.errors import one_line, report_errors
 from wdlab.cli.parser_errors import ConfigError, explain_parser_error
 from wdlab.cli.run_dirs import configured_checkpoint_dir, pin_evaluation_dir, pin_logger_version
+from wdlab.cli.short_help import full_help_args, short_help, wants_short_help
 from wdlab.data import DatasetError
-from wdlab.optim import decay_table, param_groups
+from wdlab.optim import decay_table, param_groups, resolve_hyperparameters
 from wdlab.training import AnytimeSnapshots, ImageClassifier, ResumableCheckpoint, check_checkpoint
 from wdlab.training.checkpoints import Preempted
 from wdlab.training.fastpaths import DEFAULT_PRECISION, cuda_trainer_defaults
+from wdlab.training.progress import RunProgress, quiet_startup, say, write
 from wdlab.training.resume import (
     check_run_directory_writable,
     is_rank_zero_process,
@@ -111,7 +119,7 @@ class WdlabCLI(LightningCLI):
         config["checkpoint"]["save_last"] = False
         config["snapshots"]["save"] = False
         self.save_config_callback = None
-        rank_zero_info(f"wdlab: {reason}: this run writes no checkpoints, snapshots or config.yaml "
+        say(f"wdlab: {reason}: this run writes no checkpoints, snapshots or config.yaml "
                        "(give it a logger or --trainer.default_root_dir DIR to keep them)")
         return True
 
@@ -135,16 +143,38 @@ class WdlabCLI(LightningCLI):
         logs = self.writes_run_files or (bool(self.trainer.loggers) and not self.trainer.fast_dev_run)
         if logs and is_rank_zero_process():
             check_run_directory_writable(self.trainer, fitting=self.writes_run_files)
+        seed = self.config[self.subcommand].get("seed_everything")
+        seeded = f", seed {seed}" if seed is not None and seed is not False else ""
         if self.writes_run_files:
             start = f"resuming from {resolved}" if resolved else "starting"
-            rank_zero_info(f"wdlab: run directory {run_directory(self.trainer)} ({start})")
+            say(f"wdlab: run directory {run_directory(self.trainer)} ({start}{seeded})")
         if self.subcommand == "fit":  # so that a parameter silently left out of the decay is visible
-            rank_zero_info(f"wdlab: parameter groups\n{self._decay_table()}")
+            net = getattr(self.model, "net", self.model)
+            count = sum(p.numel() for p in net.parameters())
+            say(f"wdlab: {type(net).__name__}, {count:,} parameters; parameter groups\n{self._decay_table()}")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # The options as given: which model/data keys were named on the command line (see _parse_ckpt_path).
         self.given_args = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        optimizer = self.config[subcommand].get("model", {}).get("optimizer") if subcommand else None
+        if isinstance(optimizer, dict) and optimizer.get("name") is not None:
+            # Bad optimizer names and values fail now, before the seed is set and the Trainer is built.
+            resolve_hyperparameters(optimizer["name"], {k: v for k, v in optimizer.items() if k != "name"})
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The Trainer, with :class:`~wdlab.training.progress.RunProgress` as its progress bar unless the progress
+        bar is off or the configuration gives a ``ProgressBar`` callback."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = {**(config.get("trainer") or {}), **kwargs}
+        callbacks = trainer_config.get("callbacks")
+        callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            kwargs["callbacks"] = [*callbacks, RunProgress()]
+        return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         # A private LightningCLI hook, overridden (the one private Lightning API outside
@@ -185,6 +215,7 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
     executed. ``run=False``: ``args`` are just options (``--config X ...``); the model, datamodule and
     trainer are instantiated and returned unused (``wdlab ensemble`` builds its model this way).
     """
+    quiet_startup()
     return WdlabCLI(
         ImageClassifier,
         L.LightningDataModule,
@@ -193,6 +224,7 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> WdlabCLI:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         trainer_defaults={
+            "enable_model_summary": False,  # wdlab prints the parameter count (a summary would list the metrics)
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
@@ -239,8 +271,15 @@ def main(args: Sequence[str] | None) -> int:
 
     def command() -> int:
         given = sys.argv[1:] if args is None else list(args)
+        subcommand = next((a for a in given if a in SUBCOMMANDS), None)
+        if subcommand is not None and wants_short_help(given):
+            print(short_help(subcommand))
+            return 0
+        arguments = args
+        if full_help_args(given) != given:
+            arguments = full_help_args(given)
         try:
-            build_cli(args, run=True)
+            build_cli(arguments, run=True)
         except (ArgumentError, TypeError) as error:
             raise ConfigError(explain_parser_error(one_line(error), given)) from None
         except ValueError as error:  # also jsonargparse's instantiation errors, which list every union type
@@ -251,11 +290,11 @@ def main(args: Sequence[str] | None) -> int:
         except Preempted as stopped:  # last.ckpt holds the state after the last whole step
             if is_rank_zero_process():
                 name = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
-                print(f"wdlab: stopped by {name} at epoch {stopped.epoch}, step {stopped.step} (saved {stopped.path}); "
-                      f"resume with: {resume_command(given)}", file=sys.stderr)
+                write(f"wdlab: stopped by {name} at epoch {stopped.epoch + 1}, step {stopped.step} "
+                      f"(saved {stopped.path}); resume with: {resume_command(given)}")
             return STOP_EXIT_STATUS.get(stopped.signum, 0)
         except SIGTERMException:  # Lightning's own SIGTERM stop (a signal outside the training loop)
-            print("wdlab: stopped by SIGTERM before training started; nothing was saved", file=sys.stderr)
+            write("wdlab: stopped by SIGTERM before training started; nothing was saved")
         return 0
 
     return report_errors("wdlab", (DatasetError, ValueError), command)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from typing import NoReturn
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "weight_decay (the paper's lambda), weight_decay_norm, weight_decay_timescale (epochs) and torch's "
         "weight_decay.",
     )
+    parser.add_argument("name", nargs="?", help="one entry: its description and every default")
     parser.add_argument("--convert", action="store_true", help="print the decay conversion table for a run")
     run = parser.add_argument_group("the run (with --convert)")
     run.add_argument("--lr", type=float, help="base learning rate alpha")
@@ -66,19 +68,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Short names of the main defaults in the listing (``wdlab optimizers NAME`` prints them all).
+_SHORT = {"lr": "lr", "weight_decay": "wd", "weight_decay_norm": "wd_norm", "weight_decay_timescale": "tau"}
+_PER_STEP = {"schedule": "eta_t*lambda", "lr": "lr_t*lambda", "corrected": "eta_t^2*lambda", None: "L2 in grad"}
+#: The listing's width: its lines fit a 100-column terminal.
+WIDTH = 100
+
+
 def list_optimizers() -> str:
-    """The registry as a table (what ``wdlab optimizers`` prints), with each entry's source."""
+    """The registry as a table (what ``wdlab optimizers`` prints), one line per entry, with its source and main
+    defaults (lr and the decay); lines longer than :data:`WIDTH` columns (a third-party entry's long source) are
+    cut."""
     from wdlab.optim.registry import REGISTRY, origin_of
 
-    per_step = {"schedule": "eta_t*lambda", "lr": "lr_t*lambda", "corrected": "eta_t^2*lambda", None: "L2 in grad"}
-    rows = [("name", "optimizer", "decay", "per step", "schedule", "source", "defaults")]
+    rows = [("name", "optimizer", "decay", "per step", "schedule", "source", "defaults (all: NAME)")]
     for name, spec in REGISTRY.items():
-        decay = "L2" if not spec.decoupled else f"decoupled, {spec.decay_parameterization}"
-        defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items() if k != "schedule")
-        rows.append((name, spec.optimizer_class.__name__, decay, per_step[spec.decay_scaling], spec.schedule,
+        decay = "L2" if not spec.decoupled else spec.decay_parameterization
+        defaults = ", ".join(f"{short} {_number(spec.defaults[key])}" for key, short in _SHORT.items()
+                             if isinstance(spec.defaults.get(key), int | float))
+        rows.append((name, spec.optimizer_class.__name__, decay, _PER_STEP[spec.decay_scaling], spec.schedule,
                      origin_of(name), defaults))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows]
+    return "\n".join(line if len(line) <= WIDTH else line[: WIDTH - 3] + "..." for line in lines)
+
+
+def _number(value: float) -> str:
+    """``0.000125`` -> ``1.25e-4``; ``0.001`` -> ``0.001``."""
+    if value == 0 or abs(value) >= 1e-3:
+        return f"{value:.4g}"
+    mantissa, exponent = f"{value:.3e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def describe_optimizer(name: str) -> str:
+    """``wdlab optimizers NAME``: the entry's description, decay, schedule, source and every default."""
+    from wdlab.optim.registry import REGISTRY, origin_of
+
+    spec = REGISTRY.lookup(name)
+    decay = "L2 in the gradient" if not spec.decoupled else f"decoupled, {spec.decay_parameterization}"
+    lines = [f"{spec.name}: {spec.description}",
+             f"  optimizer  {spec.optimizer_class.__module__}.{spec.optimizer_class.__name__} ({origin_of(spec.name)})",
+             f"  decay      {decay}, per step {_PER_STEP[spec.decay_scaling]}",
+             "  defaults"]
+    lines += [f"    {key:<24}{value}" for key, value in spec.defaults.items()]
+    return "\n".join(lines)
 
 
 def unavailable_lines() -> list[str]:
@@ -115,15 +149,18 @@ def conversion_table(args: argparse.Namespace) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r[:2], widths, strict=True)) + "  " + r[2] for r in rows]
     lines += [
         "",
-        f"per-step decay at the schedule's peak (eta_t = 1): {result.weight_decay:.6g}; with decay_scaling "
-        f"'schedule' it is eta_t * {result.weight_decay:.6g}, with 'corrected' (adamc, sgdc) "
-        f"eta_t^2 * {result.weight_decay:.6g}",
+        *textwrap.wrap(
+            f"per-step decay at the schedule's peak (eta_t = 1): {result.weight_decay:.6g}; with decay_scaling "
+            f"'schedule' it is eta_t * {result.weight_decay:.6g}, with 'corrected' (adamc, sgdc) "
+            f"eta_t^2 * {result.weight_decay:.6g}", WIDTH),
     ]
-    return "\n".join(lines)
+    return "\n".join(line for raw in lines for line in (textwrap.wrap(raw, WIDTH) if len(raw) > WIDTH else [raw]))
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.convert:
+        if args.name:
+            raise _InputError(f"--convert takes no entry name (got {args.name!r})")
         print(conversion_table(args))
         return 0
     given = [f"--{key}" for key in (*_RUN_OPTIONS, *FORMS) if getattr(args, key) is not None]
@@ -131,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         raise _InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --convert")
     with warnings.catch_warnings():  # a broken entry point is reported below, once, without a warning's clutter
         warnings.simplefilter("ignore")
-        table = list_optimizers()
+        table = describe_optimizer(args.name) if args.name else list_optimizers()
     print(table)
     for line in unavailable_lines():
         print(line, file=sys.stderr)

@@ -36,10 +36,13 @@ def explain_parser_error(message: str, args: Sequence[str]) -> str:
         key = unknown.group(1)
         for config in _config_files(args):
             if _yaml_has_key(config, key):
-                help_command = f"wdlab {_subcommand(args)} --help"
+                help_command = f"wdlab {_subcommand(args)} --help_all"
                 return f"{message} (set in {config}); check its spelling: '{help_command}' lists the options"
+    keys = re.match(r'Parser key "([^"]+)": Unexpected keys: \{([^}]*)\}', message)
+    if keys and keys.group(1).endswith("optimizer"):
+        return _unknown_optimizer_keys(keys.group(1), re.findall(r"'([^']+)'", keys.group(2)))
     if unknown or message.startswith("unrecognized arguments"):
-        return f"{message}; check the spelling: 'wdlab {_subcommand(args)} --help' lists the options"
+        return f"{message}; check the spelling: 'wdlab {_subcommand(args)} --help_all' lists every option"
     if "Does not validate against any of the Union subtypes" in message:
         # A subclass-typed section (data: LightningDataModule | None): jsonargparse lists why each type
         # failed; the constructor's own reason is the one that is not "Expected a <class 'NoneType'>".
@@ -53,6 +56,22 @@ def explain_parser_error(message: str, args: Sequence[str]) -> str:
                 reason = f"{reason}. Got value: {given.group(1)}"
             return f"{key.group(1) + ': ' if key else ''}{reason}"
     return message
+
+
+def _unknown_optimizer_keys(section: str, names: list[str]) -> str:
+    """A misspelled key under ``model.optimizer``: the key, the closest valid one and the valid ones (not the
+    section's values, which jsonargparse dumps)."""
+    import difflib
+
+    from wdlab.optim.spec import HYPERPARAMETERS
+
+    valid = ["name", *HYPERPARAMETERS]
+    described = []
+    for name in names:
+        close = difflib.get_close_matches(name, valid, n=1)
+        described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"{section}: unknown key{'s' if len(names) > 1 else ''} {', '.join(described)}; "
+            f"the keys are: {', '.join(valid)}")
 
 
 def _subcommand(args: Sequence[str]) -> str:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
-from wdlab.experiments.coupling import Rules
 from wdlab.experiments.heatmaps import BASIN_POINTS
 from wdlab.experiments.report import (
     COUPLING_CSV,
@@ -34,6 +33,7 @@ from wdlab.experiments.results import (
     ResultsError,
     find_runs,
 )
+from wdlab.experiments.rules import Rules
 
 PROG = "wdlab report"
 

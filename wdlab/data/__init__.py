@@ -2,8 +2,8 @@
 
 The readers (:mod:`~wdlab.data.cifar`, :mod:`~wdlab.data.imagenet32`, :mod:`~wdlab.data.mnist`), the generator
 (:mod:`~wdlab.data.builtin`) and the batched augmentation (:mod:`~wdlab.data.augment`) are plain
-numpy/torch; only :mod:`~wdlab.data.modules` knows about Lightning. Nothing is ever downloaded:
-a missing or broken dataset raises :class:`DatasetError` with a one-line explanation.
+numpy/torch; only :mod:`~wdlab.data.modules` and :mod:`~wdlab.data.sources` know about Lightning. Nothing is
+ever downloaded: a missing or broken dataset raises :class:`DatasetError` with a one-line explanation.
 
 The datamodules are imported lazily, so ``import wdlab.data.cifar`` (or any reader) does not
 import Lightning.
@@ -62,14 +62,14 @@ __all__ = [
 ]
 
 _LAZY = {"BuiltinDataModule", "CIFAR10DataModule", "FashionMNISTDataModule", "ImageDataModule",
-         "ImageNet32DataModule", "MNISTDataModule"}  # modules.__all__, named here so that Lightning loads only on use
+         "ImageNet32DataModule", "MNISTDataModule"}  # named here so that Lightning loads only on use
 
 if TYPE_CHECKING:
-    from wdlab.data.modules import (
+    from wdlab.data.modules import ImageDataModule
+    from wdlab.data.sources import (
         BuiltinDataModule,
         CIFAR10DataModule,
         FashionMNISTDataModule,
-        ImageDataModule,
         ImageNet32DataModule,
         MNISTDataModule,
     )
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from wdlab.data import modules
+        from wdlab.data import modules, sources
 
-        return getattr(modules, name)
+        return getattr(modules if name == "ImageDataModule" else sources, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

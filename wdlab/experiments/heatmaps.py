@@ -19,14 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wdlab.experiments.coupling import (
-    BOOTSTRAP_RESAMPLES,
-    Coupling,
-    Rules,
-    basin_mask,
-    coupling,
-)
+from wdlab.experiments.coupling import Coupling, coupling
+from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES
 from wdlab.experiments.results import METRIC_COLUMNS, ResultsError, grid_columns
+from wdlab.experiments.rules import Rules
 
 __all__ = [
     "BASIN_POINTS",
@@ -35,6 +31,8 @@ __all__ = [
     "PAPER_DECAY_TYPES",
     "Heatmap",
     "ReportError",
+    "basin_mask",
+    "basin_outline",
     "decay_type_of",
     "heatmaps_from_table",
 ]
@@ -137,7 +135,7 @@ class Heatmap:
         return max(floor, BASIN_STANDARD_ERRORS * standard_error)
 
     def basin(self, points: float = BASIN_POINTS) -> np.ndarray:
-        """The basin's cells (:func:`~wdlab.experiments.coupling.basin_mask` with :meth:`basin_margin`)."""
+        """The basin's cells (:func:`basin_mask` with :meth:`basin_margin`)."""
         return basin_mask(self.values, self.basin_margin(points))
 
     def headroom(self) -> float:
@@ -263,3 +261,36 @@ def _panel(
         train_loss=train_loss,
         decay_type=decay_type_of(optimizer, next(iter(recorded)) if len(recorded) == 1 else "", coupled, decoupled),
     )
+
+
+# -- the basin -----------------------------------------------------------------------------------
+def basin_mask(values: np.ndarray, margin: float) -> np.ndarray:
+    """The cells within ``margin`` of the best (finite) cell: ``values <= min + margin``."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return np.zeros(values.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values <= np.nanmin(values) + margin + 1e-12)
+
+
+def basin_outline(mask: np.ndarray) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The outline of the cells in ``mask[i, j]`` as unit segments in image coordinates (x = j, y = i).
+
+    Every side of a basin cell that borders a cell outside the basin (or the edge of the grid) is a
+    segment, so the segments are the closed contour(s) around exactly the basin's cells.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows, columns = mask.shape
+    inside = lambda i, j: 0 <= i < rows and 0 <= j < columns and mask[i, j]  # noqa: E731
+    segments = []
+    for i, j in zip(*np.nonzero(mask), strict=True):
+        x0, x1, y0, y1 = j - 0.5, j + 0.5, i - 0.5, i + 0.5
+        if not inside(i, j - 1):
+            segments.append(((x0, y0), (x0, y1)))
+        if not inside(i, j + 1):
+            segments.append(((x1, y0), (x1, y1)))
+        if not inside(i - 1, j):
+            segments.append(((x0, y0), (x1, y0)))
+        if not inside(i + 1, j):
+            segments.append(((x0, y1), (x1, y1)))
+    return [((float(a), float(b)), (float(c), float(d))) for (a, b), (c, d) in segments]

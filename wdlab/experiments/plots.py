@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from wdlab._io import atomic_write
-from wdlab.experiments.coupling import Coupling, basin_outline
-from wdlab.experiments.heatmaps import BASIN_POINTS, ERROR_METRICS, Heatmap
+from wdlab.experiments.coupling import Coupling
+from wdlab.experiments.heatmaps import BASIN_POINTS, ERROR_METRICS, Heatmap, basin_outline
 from wdlab.experiments.results import epoch_of_step, read_scalars
 
 __all__ = ["plot_anytime_curves", "plot_heatmaps", "plot_learning_curves", "save_figure"]

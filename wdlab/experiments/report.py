@@ -26,18 +26,12 @@ from typing import Any
 import numpy as np
 
 from wdlab._io import atomic_write
-from wdlab.experiments.coupling import (
-    BOOTSTRAP_RESAMPLES,
-    INTERVALS,
-    PRIMARY_INTERVAL,
-    Coupling,
-    PairedDifference,
-    Rules,
-    paired_difference,
-)
+from wdlab.experiments.coupling import Coupling, PairedDifference, paired_difference
 from wdlab.experiments.heatmaps import BASIN_POINTS, Heatmap, heatmaps_from_table
+from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES, INTERVALS, PRIMARY_INTERVAL
 from wdlab.experiments.plots import plot_anytime_curves, plot_heatmaps, plot_learning_curves
 from wdlab.experiments.results import TENSORBOARD_DIR, read_results
+from wdlab.experiments.rules import Rules
 
 __all__ = [
     "ANYTIME_PNG",

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -293,20 +294,34 @@ class Sweep:
         # cells done / total, the time left at the rate of this worker's cells, and the failures so far
         bar = tqdm(total=total, initial=counts["complete"], unit="cell", desc="sweep", disable=not progress,
                    dynamic_ncols=True, postfix={"failed": 0})
+        # Each cell's line also says where the sweep stands (for logs, where there is no bar): cells done /
+        # total, failures, and the time left at the rate of this worker's cells so far.
+        done = [counts["complete"], 0]  # cells complete in the study, cells this worker finished (either way)
+        started = time.monotonic()
+
+        def standing() -> str:
+            finished = done[1]
+            left = ""
+            if finished and total > done[0]:
+                rate = (time.monotonic() - started) / finished
+                left = f", ~{tqdm.format_interval(rate * (total - done[0]))} left"
+            return f"[{done[0]}/{total} done, {self.failures} failed{left}]"
 
         def report(trial: FrozenTrial, cell: tuple[Any, ...]) -> None:
             wall = trial.user_attrs.get("wall_s")
             took = f" ({wall:.0f} s)" if isinstance(wall, int | float) else ""
             with self.lock:
+                done[1] += 1
                 if trial.state == TrialState.COMPLETE:
+                    done[0] += 1
                     bar.update(1)
-                    bar.write(f"done    {self.spec.names[cell]}: test error {100 * trial.value:.2f} %{took}",
-                              file=sys.stderr)
+                    bar.write(f"done    {self.spec.names[cell]}: test error {100 * trial.value:.2f} %{took} "
+                              f"{standing()}", file=sys.stderr)
                 else:
                     self.failures += 1
                     bar.set_postfix(failed=self.failures)
-                    bar.write(f"failed  {self.spec.names[cell]}: {trial.user_attrs.get('error', KILLED)}{took}",
-                              file=sys.stderr)
+                    bar.write(f"failed  {self.spec.names[cell]}: {trial.user_attrs.get('error', KILLED)}{took} "
+                              f"{standing()}", file=sys.stderr)
 
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for signum in previous:

@@ -1,4 +1,4 @@
-"""Models (plain ``torch.nn.Module``s, no Lightning): Shake-Shake, Wide ResNet, small pre-act ResNet."""
+"""Models (plain ``torch.nn.Module`` classes, no Lightning): Shake-Shake, Wide ResNet, small pre-act ResNet."""
 
 from .init import init_weights
 from .resnet import PreActResNet, WideResNet

@@ -218,7 +218,7 @@ def convert_decay(
 
     With alpha = ``lr`` (the base lr), b = ``batch_size`` (the *global* batch), B = ``num_train``,
     T = ``period_epochs`` (the run's epochs without restarts, the current period's with them) and
-    S = ``steps_per_epoch`` (default ceil(B / b), one update per batch, the last batch kept):
+    S = ``steps_per_epoch`` (default ceil(B / b), one update per batch, the last batch kept)::
 
         lambda = weight_decay                                 (the paper: per-step decay eta_t * lambda)
         lambda = weight_decay_norm * sqrt(b / (B * T))        (Appendix B.1)

@@ -39,8 +39,6 @@ largest predicted decay (plus a few float64 ulps). For plain SGD without momentu
 from __future__ import annotations
 
 import ast
-import importlib
-import inspect
 import math
 import re
 import warnings
@@ -53,8 +51,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from wdlab.optim import REGISTRY, build_optimizer
-from wdlab.optim.schedules import SCHEDULE_NAMES, ScheduledLR, make_schedule
+from wdlab.optim.probe_target import PROBE_SHAPE, ProbeTarget, StepFailed, probe_target
 
 __all__ = ["CONVENTIONS", "GroupVerdict", "decay_of", "parse_value"]
 
@@ -74,10 +71,7 @@ STEPS = 40
 LR_SCALE = 0.5
 GROUP_LR, GROUP_WD = 0.5, 3.0
 TOLERANCE = 1e-6
-_SHAPE = (4, 4)  # 2-D, so optimizers of matrices (Muon) run too
-_ULPS = 16  # float rounding of the measured per-step decay (a few operations on weights near 1), in eps
-# Registry entries: one step per epoch; b and B of the paper's CIFAR-10 setup (normalized decay reads them).
-_BATCH_SIZE, _NUM_TRAIN = 128, 50_000
+PROBE_ULPS = 16  # float rounding of the measured per-step decay (a few operations on weights near 1), in eps
 
 
 @dataclass(frozen=True)
@@ -87,11 +81,11 @@ class GroupVerdict:
     ``status``: ``match`` (one convention fits), ``equivalent`` (L2 and one decoupled convention fit: the same
     arithmetic for this optimizer), ``ambiguous`` (several decoupled conventions fit) or ``no fit``.
     ``convention``: the one that fits (the decoupled one when ``equivalent``), else None. ``fits``: all that fit.
-    ``residual``: max |measured - predicted decay| over the largest predicted decay, of ``convention`` or else
+    ``residual``: max ``|measured - predicted decay|`` over the largest predicted decay, of ``convention`` or else
     of ``closest``: the convention whose shape fits best when its decay may be off by a factor ``lambda_ratio``
     (least squares; 2 for a decay applied twice; 1 when it fits), ``scaled_residual`` the residual then.
     ``per_step_decay``: the shrink of the first zero-gradient step (at ``eta0``), None when it is not the same
-    factor for every weight; ``first_step_over_lr``: that step's median |change| / lr (1 for Adam with L2).
+    factor for every weight; ``first_step_over_lr``: that step's median ``|change|`` / lr (1 for Adam with L2).
     ``paper_lambda``: the paper's lambda (per-step decay at eta_t = 1) the decay equals, None for L2.
     ``residuals``: every convention's.
     """
@@ -175,14 +169,14 @@ def decay_of(
     """
     if not (isinstance(steps, int) and steps >= 4):
         raise ValueError(f"steps must be a whole number >= 4, got {steps!r}")
-    builder = _builder(optimizer, schedule, dict(schedule_kwargs or {}), steps, kwargs)
+    builder = probe_target(optimizer, schedule, dict(schedule_kwargs or {}), steps, kwargs)
     try:
         return _probe(builder, torch.float64, steps)
-    except _StepFailed as error:
+    except StepFailed as error:
         first = error
     try:  # float64 refused by the optimizer (some fused kernels): float32, with its rounding in the tolerance
         return _probe(builder, torch.float32, steps)
-    except _StepFailed:
+    except StepFailed:
         raise ValueError(f"{builder.name}: step() failed: {first}; decay-of runs optimizers whose step() takes "
                          f"float64 or float32 CPU tensors and needs no closure") from None
 
@@ -198,164 +192,6 @@ def parse_value(text: str) -> Any:
                          f"True/False/None, or quote strings") from None
 
 
-# -- building the optimizer --------------------------------------------------------------------------------------
-class _StepFailed(RuntimeError):
-    """The optimizer's step() raised on this dtype."""
-
-
-@dataclass
-class _Builder:
-    name: str
-    make: Callable[[list[dict[str, Any]], float, bool], tuple[Optimizer, LRScheduler | None]]
-    lr: float  # group 0's initial lr, at lr scale 1
-    weight_decay: float  # group 0's weight decay (as built)
-    constant_schedule: bool
-
-
-def _resolve(path: str) -> Any:
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for attr in parts[cut:]:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            break
-        return obj
-    raise ValueError(f"cannot import {path!r}: give an importable optimizer class path (e.g. torch.optim.AdamW) "
-                     f"or a registry name ({', '.join(REGISTRY)})")
-
-
-def _check_keywords(target: Callable[..., Any], name: str, keys: list[str], what: str) -> None:
-    try:
-        parameters = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return
-    known = [k for k, p in parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
-    unknown = [k for k in keys if k not in parameters]
-    if unknown:
-        raise ValueError(f"{name} takes no {what} {', '.join(map(repr, unknown))}; its keyword arguments: "
-                         f"{', '.join(known) or 'none'}")
-
-
-def _construct(call: Callable[[], Any], name: str) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return call()
-    except (ValueError, TypeError, RuntimeError, KeyError) as error:
-        raise ValueError(f"{name} could not be built: {type(error).__name__}: {' '.join(str(error).split())}; "
-                         f"fix its keyword arguments") from None
-
-
-def _builder(optimizer: Any, schedule: Any, schedule_kwargs: dict[str, Any], steps: int,
-             kwargs: dict[str, Any]) -> _Builder:
-    if isinstance(optimizer, str) and "." not in optimizer:
-        if optimizer not in REGISTRY:
-            raise ValueError(f"unknown optimizer {optimizer!r}: give a registry name ({', '.join(REGISTRY)}) or an "
-                             f"importable class path (e.g. torch.optim.AdamW)")
-        return _registry_builder(optimizer, schedule, schedule_kwargs, steps, kwargs)
-    name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__qualname__", repr(optimizer))
-    target = _resolve(optimizer) if isinstance(optimizer, str) else optimizer
-    if isinstance(target, type) and not issubclass(target, Optimizer):
-        raise ValueError(f"{name} is not an optimizer (not a torch.optim.Optimizer subclass): give an optimizer "
-                         f"class such as torch.optim.AdamW, or a function returning one")
-    if not callable(target):
-        raise ValueError(f"{name} is not an optimizer class or a function returning one")
-    _check_keywords(target, name, list(kwargs), "keyword argument(s)")
-    make_scheduler, constant = _scheduler(schedule, schedule_kwargs, steps)
-
-    def build(kw: dict[str, Any], groups: list[dict[str, Any]]) -> Optimizer:
-        opt = _construct(lambda: target(groups, **kw), name)
-        if not isinstance(opt, Optimizer):
-            raise ValueError(f"{name} returned {type(opt).__name__}, not a torch.optim.Optimizer: give an optimizer "
-                             f"class or a function returning an optimizer")
-        return opt
-
-    first = build(dict(kwargs), [{"params": [torch.nn.Parameter(torch.zeros(_SHAPE, dtype=torch.float64))]}])
-    group = first.param_groups[0]
-    if "lr" not in group or "weight_decay" not in group:
-        raise ValueError(f"{name} keeps no {'lr' if 'lr' not in group else 'weight_decay'} in its parameter groups; "
-                         f"decay-of varies the lr and compares runs with and without weight_decay")
-    lr, wd = float(group["lr"]), float(group["weight_decay"])
-
-    def make(groups: list[dict[str, Any]], scale: float, decay: bool) -> tuple[Optimizer, LRScheduler | None]:
-        kw = {**kwargs, "lr": lr * scale, **({} if decay else {"weight_decay": 0.0})}
-        opt = build(kw, groups)
-        return opt, make_scheduler(opt)
-
-    return _Builder(name, make, lr, wd, constant)
-
-
-def _scheduler(schedule: Any, schedule_kwargs: dict[str, Any], steps: int,
-               ) -> tuple[Callable[[Optimizer], LRScheduler | None], bool]:
-    """A function building the probe's LR scheduler for an optimizer, and whether the schedule is constant."""
-    schedule = "cosine" if schedule is None else schedule
-    if isinstance(schedule, str) and schedule in SCHEDULE_NAMES:
-        try:
-            sched = make_schedule(schedule, steps_per_epoch=1, max_epochs=steps, **schedule_kwargs)
-        except TypeError as error:
-            raise ValueError(f"schedule {schedule!r}: {error}; its keywords: milestones, t0_epochs, t_mult, "
-                             f"eta_min, warmup_epochs") from None
-        if schedule == "constant":
-            return (lambda opt: None), True
-        return (lambda opt: ScheduledLR(opt, sched)), False
-    where = schedule if isinstance(schedule, str) else getattr(schedule, "__qualname__", repr(schedule))
-    if isinstance(schedule, str):
-        if "." not in schedule:
-            raise ValueError(f"unknown schedule {schedule!r}: give one of {', '.join(SCHEDULE_NAMES)} or a torch LR "
-                             f"scheduler class path (e.g. torch.optim.lr_scheduler.StepLR)")
-        schedule = _resolve(schedule)
-    if isinstance(schedule, type) and not issubclass(schedule, LRScheduler):
-        raise ValueError(f"schedule {where} is not a torch LR scheduler (torch.optim.lr_scheduler.LRScheduler)")
-    if not callable(schedule):
-        raise ValueError(f"schedule {where} is not a torch LR scheduler class or a function returning one")
-    if isinstance(schedule, type):
-        _check_keywords(schedule, where, list(schedule_kwargs), "schedule keyword(s)")
-    factory = schedule
-
-    def make(opt: Optimizer) -> LRScheduler:
-        sched = _construct(lambda: factory(opt, **schedule_kwargs), f"schedule {where}")
-        if not hasattr(sched, "step"):
-            raise ValueError(f"schedule {where} returned {type(sched).__name__}, which has no step()")
-        return sched
-
-    return make, False
-
-
-def _registry_builder(name: str, schedule: Any, schedule_kwargs: dict[str, Any], steps: int,
-                      kwargs: dict[str, Any]) -> _Builder:
-    overrides = dict(kwargs)
-    if schedule is not None:
-        if not (isinstance(schedule, str) and schedule in SCHEDULE_NAMES):
-            raise ValueError(f"registry entry {name!r} runs a wdlab schedule: give one of {', '.join(SCHEDULE_NAMES)}, "
-                             f"got {schedule!r}")
-        overrides["schedule"] = schedule
-    overrides.update(schedule_kwargs)
-
-    def build(groups: list[dict[str, Any]], over: dict[str, Any]) -> tuple[Optimizer, LRScheduler]:
-        with warnings.catch_warnings():  # the probe's run ends inside a schedule period on purpose
-            warnings.simplefilter("ignore")
-            return build_optimizer(name, groups, steps_per_epoch=1, max_epochs=steps, batch_size=_BATCH_SIZE,
-                                   num_train=_NUM_TRAIN, **over)
-
-    first, _ = build([{"params": [torch.nn.Parameter(torch.zeros(_SHAPE, dtype=torch.float64))]}], overrides)
-    lr, wd = float(first.param_groups[0]["lr"]), float(first.param_groups[0]["weight_decay"])
-
-    def make(groups: list[dict[str, Any]], scale: float, decay: bool) -> tuple[Optimizer, LRScheduler | None]:
-        over = {**overrides, "lr": lr * scale}
-        if not decay:  # the run without decay: a raw 0 replaces whichever decay key was given
-            over = {k: v for k, v in over.items() if not k.startswith("weight_decay")} | {"weight_decay": 0.0}
-        return build(groups, over)
-
-    return _Builder(name, make, lr, wd, overrides.get("schedule", REGISTRY[name].schedule) == "constant")
-
-
 # -- the runs ------------------------------------------------------------------------------------------------------
 @dataclass
 class _Run:
@@ -368,13 +204,14 @@ class _Run:
 def _start(dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Initial weights (magnitudes 0.5 to 2, both signs) and the per-coordinate gradient scales (1e-3 to 1)."""
     gen = torch.Generator().manual_seed(0)
-    n = math.prod(_SHAPE)
+    n = math.prod(PROBE_SHAPE)
     thetas, scales = [], []
     for _ in range(2):
         magnitude = torch.logspace(math.log10(0.5), math.log10(2.0), n, dtype=torch.float64)
         sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
-        thetas.append((magnitude * sign).reshape(_SHAPE).to(dtype))
-        scales.append(torch.logspace(-3, 0, n, dtype=torch.float64)[torch.randperm(n, generator=gen)].reshape(_SHAPE))
+        thetas.append((magnitude * sign).reshape(PROBE_SHAPE).to(dtype))
+        order = torch.randperm(n, generator=gen)
+        scales.append(torch.logspace(-3, 0, n, dtype=torch.float64)[order].reshape(PROBE_SHAPE))
     return thetas, scales
 
 
@@ -382,12 +219,12 @@ def _gradients(theta0: list[torch.Tensor], scales: list[torch.Tensor], steps: in
                ) -> list[list[torch.Tensor]]:
     """Per step and group: -sign(theta0) * scale * (1 + 0.5 u), u uniform in [-1, 1): steps push |theta| up."""
     gen = torch.Generator().manual_seed(1)
-    return [[(-torch.sign(t.double()) * s * (1 + 0.5 * (2 * torch.rand(_SHAPE, generator=gen, dtype=torch.float64)
+    return [[(-torch.sign(t.double()) * s * (1 + 0.5 * (2 * torch.rand(PROBE_SHAPE, generator=gen, dtype=torch.float64)
                                                          - 1))).to(dtype) for t, s in zip(theta0, scales, strict=True)]
             for _ in range(steps)]
 
 
-def _run(builder: _Builder, dtype: torch.dtype, steps: int, *, scale: float, decay: bool,
+def _run(builder: ProbeTarget, dtype: torch.dtype, steps: int, *, scale: float, decay: bool,
          grads: list[list[torch.Tensor]] | None, l2: _Run | None = None) -> _Run:
     theta0, _ = _start(dtype)
     params = [torch.nn.Parameter(t.clone()) for t in theta0]
@@ -413,7 +250,7 @@ def _run(builder: _Builder, dtype: torch.dtype, steps: int, *, scale: float, dec
                 if sched is not None:
                     sched.step()
         except (RuntimeError, TypeError, NotImplementedError) as error:
-            raise _StepFailed(f"{type(error).__name__}: {' '.join(str(error).split())}") from None
+            raise StepFailed(f"{type(error).__name__}: {' '.join(str(error).split())}") from None
         for i, p in enumerate(params):
             theta[i].append(p.detach().double().flatten().numpy().copy())
     return _Run([np.stack(t) for t in theta], [np.array(x) for x in lrs], [np.array(x) for x in wds], alpha)
@@ -439,7 +276,7 @@ def _predicted(run: _Run, group: int, convention: str) -> np.ndarray:
     return (run.wd[group] * alpha**q * eta**p)[:, None]
 
 
-def _probe(builder: _Builder, dtype: torch.dtype, steps: int) -> list[GroupVerdict]:
+def _probe(builder: ProbeTarget, dtype: torch.dtype, steps: int) -> list[GroupVerdict]:
     theta0, scales = _start(dtype)
     crafted = _gradients(theta0, scales, steps, dtype)
     decayed, plain, l2 = [], [], []
@@ -449,7 +286,7 @@ def _probe(builder: _Builder, dtype: torch.dtype, steps: int) -> list[GroupVerdi
             decayed.append(run)
             plain.append(_run(builder, dtype, steps, scale=scale, decay=False, grads=grads))
             l2.append(_run(builder, dtype, steps, scale=scale, decay=False, grads=grads, l2=run))
-    floor = _ULPS * float(torch.finfo(dtype).eps)
+    floor = PROBE_ULPS * float(torch.finfo(dtype).eps)
     verdicts = []
     for group in range(2):
         measured = [_decay(r, p, group) for r, p in zip(decayed, plain, strict=True)]
@@ -468,12 +305,12 @@ def _probe(builder: _Builder, dtype: torch.dtype, steps: int) -> list[GroupVerdi
     return verdicts
 
 
-def _verdict(builder: _Builder, group: int, first: _Run, measured: list[np.ndarray],
+def _verdict(builder: ProbeTarget, group: int, first: _Run, measured: list[np.ndarray],
              references: Mapping[str, list[np.ndarray]], residuals: dict[str, float], fits: list[str], *,
              none: bool, dtype: torch.dtype) -> GroupVerdict:
     theta = first.theta[group]  # zero gradients, lr scale 1
     shrink = 1 - theta[1] / theta[0]
-    floor = _ULPS * float(torch.finfo(dtype).eps)
+    floor = PROBE_ULPS * float(torch.finfo(dtype).eps)
     uniform = float(np.ptp(shrink)) <= TOLERANCE * float(np.max(np.abs(shrink))) + floor
     eta0 = float(first.lr[group][0] / first.alpha[group])
     decoupled = [c for c in fits if c in _DECOUPLED]

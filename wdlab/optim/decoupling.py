@@ -82,7 +82,7 @@ class DecoupledWeightDecayMixin:
     def decay_coefficient(cls, group: dict[str, Any]) -> float:
         """The decay applied per step to the group's weights, theta <- (1 - coefficient) * theta.
 
-        With eta_t = lr_t / initial_lr and lambda = the group's ``weight_decay``:
+        With eta_t = lr_t / initial_lr and lambda = the group's ``weight_decay``::
 
             "schedule":  coefficient = eta_t * lambda                (the paper)
             "lr":        coefficient = lr_t * lambda                 (PyTorch's convention)

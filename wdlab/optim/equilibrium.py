@@ -197,11 +197,11 @@ def predicted_angular_update(optimizer: Optimizer) -> float | None:
 
 @torch.no_grad()
 def angular_update(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean over tensors of the angle (radians) between ``before[i]`` and ``after[i]``, each as one vector.
+    """Mean over tensors of the angle (radians) between ``before[i]`` and ``after[i]``, each as one vector::
 
         angle_i = 2 * asin(| a_i / |a_i| - b_i / |b_i| | / 2)
 
-    (the chord between the unit vectors; equal to arccos(<a, b> / (|a| |b|)) but accurate for the small
+    (the chord between the unit vectors; equal to ``arccos(<a, b> / (|a| |b|))`` but accurate for the small
     angles of one step, where arccos loses half the digits). Multi-tensor ops throughout and no value
     read back: a 0-dim tensor on the tensors' device.
     """

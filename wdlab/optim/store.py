@@ -13,6 +13,7 @@ wdlab's own instance, with the built-in entries, is :data:`wdlab.optim.REGISTRY`
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -97,11 +98,17 @@ class OptimizerRegistry(Mapping[str, OptimizerSpec]):
         return MappingProxyType(self._unavailable)
 
     def lookup(self, name: str) -> OptimizerSpec:
-        """The entry ``name``; ValueError (one line) naming the known entries, or why an entry point is missing."""
+        """The entry ``name``, matched case-insensitively (``AdamW`` is ``adamw``: registry names are lowercase);
+        ValueError (one line) naming the known entries with the closest one ("did you mean"), or why an entry
+        point is missing."""
+        if name not in self and isinstance(name, str) and name.lower() in self:
+            name = name.lower()
         if name not in self:
             if name in self._unavailable:
                 raise ValueError(f"optimizer {name!r} is not available: {self._unavailable[name]}")
-            raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(self)}")
+            close = difflib.get_close_matches(str(name).lower(), list(self), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown optimizer {name!r}{hint}; known: {', '.join(self)}")
         return self._entries[name]
 
     def resolve_hyperparameters(self, name: str, overrides: Mapping[str, Any],

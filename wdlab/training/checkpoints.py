@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from wdlab._io import atomic_write
 from wdlab.training._lightning import start_next_epoch_after_last_batch_restore
 from wdlab.training.errors import CheckpointError
 from wdlab.training.exact import ExactResume
+from wdlab.training.progress import say, write
 
 __all__ = [
     "STOP_SIGNALS",
@@ -177,8 +176,8 @@ class ResumableCheckpoint(ModelCheckpoint):
         if self._stop_signal is None:
             self._stop_signal = signum
             if signum == signal.SIGINT:
-                print("\nwdlab: Ctrl-C: stopping at the end of this step and saving last.ckpt "
-                      "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+                write("wdlab: Ctrl-C: stopping at the end of this step and saving last.ckpt "
+                      "(Ctrl-C again to abort without saving)")
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -223,8 +222,8 @@ class ResumableCheckpoint(ModelCheckpoint):
             self.save_last_now(trainer)
         if stop is not None:
             path = self.last_checkpoint_path
-            rank_zero_info(f"wdlab: {signal.Signals(stop).name} received: saved {path} "
-                           f"(epoch {trainer.current_epoch}, step {step})")
+            say(f"wdlab: {signal.Signals(stop).name} received: saved {path} "
+                f"(epoch {trainer.current_epoch + 1}, step {step})")
             raise Preempted(stop, path, trainer.current_epoch, step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -78,7 +78,8 @@ class ImageClassifier(L.LightningModule):
         if "name" not in optimizer:
             raise ValueError("model.optimizer needs a 'name': one of adam, adamw, adamwr, sgd, sgdw, sgdwr")
         overrides = {k: v for k, v in optimizer.items() if k != "name"}
-        resolve_hyperparameters(optimizer["name"], overrides)  # fail at construction, not after data loading
+        # fail at construction, not after data loading; the name as the registry spells it (AdamW -> adamw)
+        optimizer["name"] = resolve_hyperparameters(optimizer["name"], overrides)[0].name
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         # Under LightningCLI the net arrives as its class_path config and is saved as such; a net

@@ -35,10 +35,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from wdlab.optim import ScheduledLR
 from wdlab.training.evaluation import evaluate_error, evaluate_validation_step
+from wdlab.training.progress import say
 
 __all__ = ["AnytimeSnapshots", "snapshot_filename"]
 
@@ -167,7 +168,7 @@ class AnytimeSnapshots(Callback):
                 trainer.save_checkpoint(path, weights_only=False)
             finally:
                 self._pending = None
-        rank_zero_info(
+        say(
             f"anytime: period {period.index} ended at epoch {period.end_epoch}: "
             f"{summary}" + (f", saved {record['path']}" if record["path"] else "")
         )
