@@ -12,10 +12,18 @@ resume_helpers.X``) get ``PYTHONPATH`` = :data:`paths.TESTS`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One torch/OpenMP thread per test process (and per subprocess, which inherits it), set before anything imports
+# torch. The tests' tensors are small, where a second thread costs more than it gains; and when another process
+# holds a core, every parallel region of a two-thread process waits at its barrier for the descheduled thread:
+# measured on 2 cores, a quickstart epoch went from ~2 s to 13-28 s next to one busy process. A test that needs
+# more threads sets them itself; OMP_NUM_THREADS already in the environment is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:  # what the prepend import mode does for this file; said here so it holds in any mode
