@@ -53,7 +53,7 @@ fit_cell() {
 
 if [ "$cuda" = 1 ]; then
     step gpu_tests "passed|failed" "$python" -m pytest -q -m gpu -p no:cacheprovider \
-        tests/test_fastpaths.py tests/test_models.py tests/test_ensemble.py
+        tests/training/test_fastpaths.py tests/models/test_models.py tests/experiments/test_ensemble.py
     step throughput "^shake26" "$python" benchmarks/throughput.py --device cuda --model shake26-2x64d \
         --epochs 2 --repeats 3 --no-progress-bar
     step optimizer_step "vs" "$python" benchmarks/optimizer_step.py --device cuda --rounds 30

@@ -1,7 +1,7 @@
 """Write small dataset files in EXACTLY the official formats, for tests (no downloads, ever).
 
-Importable from any test module as ``from data_files import ...``: pytest's default
-``--import-mode=prepend`` puts ``tests/`` (a folder without ``__init__.py``) on ``sys.path``.
+Importable from any test module as ``from data_files import ...``: ``tests/conftest.py`` puts ``tests/`` on
+``sys.path`` (pytest's default ``--import-mode=prepend``; no ``__init__.py`` in the test folders).
 
 * CIFAR-10 python release: ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``,
   each a Python-2 pickle (protocol 2, ``bytes`` keys as Python 2's ``str`` keys load with
@@ -197,3 +197,10 @@ def write_imagenet32(
         val_dir / (IMAGENET32_VAL + suffix), imagenet32_batch(vx, vy, with_mean=False)
     )
     return ImageNet32Fixture(np.concatenate(xs), np.concatenate(ys).astype(np.int64), vx, vy.astype(np.int64), paths)
+
+
+def one_line(exc) -> str:
+    """The message of a ``pytest.raises`` ExceptionInfo, asserted to be one line."""
+    msg = str(exc.value)
+    assert "\n" not in msg, msg
+    return msg

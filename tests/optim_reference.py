@@ -2,7 +2,7 @@
 
 Nothing here imports wdlab: these are the yardsticks the implementation is measured against. One operator is
 torch's own: Muon's Newton-Schulz orthogonalization, which torch computes in bfloat16 (NumPy has no bfloat16,
-and a float64 one differs by ~1e-2); tests/test_wrapped.py compares it with the float64 :func:`newton_schulz`.
+and a float64 one differs by ~1e-2); tests/optim/test_wrapped.py compares it with the float64 :func:`newton_schulz`.
 """
 
 from __future__ import annotations

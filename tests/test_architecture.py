@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
-PACKAGE = Path(__file__).resolve().parents[1] / "wdlab"
+PACKAGE = REPO / "wdlab"
 
 #: A module may import modules of its own package and of lower layers only.
 LAYERS = {

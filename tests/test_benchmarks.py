@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
+from paths import REPO
+
+pytestmark = pytest.mark.trains
 
 
 def _run(script: str, *args: str) -> str:

@@ -17,8 +17,9 @@ import pytest
 import tomllib
 import yaml
 from packaging.requirements import Requirement
+from paths import REPO
+from tiny_runs import builtin_data
 
-REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
 INSTALL_RUN = ("--mount=type=cache,target=/root/.cache/pip --mount=type=bind,target=/src,rw "
@@ -194,8 +195,7 @@ def test_the_readme_shows_what_the_smoke_script_runs():
 # ----------------------------------------------------------------------------- a run folder it cannot write
 WDLAB = Path(sys.executable).with_name("wdlab")
 TINY_FIT = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
-            "--data.init_args.num_train", "64", "--data.init_args.num_test", "32",
-            "--trainer.enable_progress_bar", "false"]
+            *builtin_data(64, 32), "--trainer.enable_progress_bar", "false"]
 
 
 def _refused(result: subprocess.CompletedProcess, *expected: str) -> str:
@@ -253,6 +253,7 @@ def _engine() -> str | None:
     return "podman" if shutil.which("podman") else None
 
 
+@pytest.mark.trains
 @pytest.mark.docker
 @pytest.mark.slow
 def test_smoke_script_builds_the_image_and_runs_the_readme_path():

@@ -10,6 +10,8 @@ import time
 
 import pytest
 import torch
+from paths import QUICKSTART
+from tiny_runs import builtin_data
 
 from wdlab import _io
 from wdlab._io import atomic_write
@@ -160,6 +162,7 @@ def test_last_ckpt_survives_sigkill_at_random_moments(tmp_path):
     assert mid_write >= _KILLS // 2, f"only {mid_write} of {_KILLS} kills landed while a write was in progress"
 
 
+@pytest.mark.trains
 def test_training_writes_its_checkpoints_and_snapshots_through_atomic_write(tmp_path, monkeypatch):
     """A real fit: every last.ckpt and snapshot lands by a rename of its staging file (a plain torch.save
     into the target, Lightning's default, would not)."""
@@ -175,9 +178,9 @@ def test_training_writes_its_checkpoints_and_snapshots_through_atomic_write(tmp_
         real_replace(src, dst)
 
     monkeypatch.setattr(_io.os, "replace", replace)
-    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    config = QUICKSTART
     assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",
-                 "--data.init_args.num_train", "128", "--data.init_args.num_test", "64", "--test_after_fit", "false",
+                 *builtin_data(128, 64), "--test_after_fit", "false",
                  "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir",
                  str(tmp_path / "runs")]) == 0
     targets = [target for _, target in renamed]

@@ -68,17 +68,19 @@ SKIPPED: tuple[tuple[str, str], ...] = (
      "where an engine is present"),
     (r"pip freeze --exclude-editable", "re-pins docker/constraints.txt after the tests pass (docs/DOCKER.md)"),
     (r"^tensorboard ", "starts a server"),
-    (r"--trainer\.devices [2-9]", "needs several devices: tests/test_ddp.py runs DDP on CPU processes"),
-    (r"^(torchrun|srun) |sbatch ", "a multi-node launch or a SLURM job: tests/test_ddp.py runs DDP on CPU processes"),
-    (r"--model\.compile true", "compiling Shake-Shake takes a minute on CPU: tests/test_fastpaths.py compiles a "
-                                "small network in a fit"),
+    (r"--trainer\.devices [2-9]", "needs several devices: tests/training/test_ddp.py runs DDP on CPU processes"),
+    (r"^(torchrun|srun) |sbatch ",
+     "a multi-node launch or a SLURM job: tests/training/test_ddp.py runs DDP on CPU processes"),
+    (r"--model\.compile true",
+     "compiling Shake-Shake takes a minute on CPU: tests/training/test_fastpaths.py compiles a small network in a fit"),
     (r"^wdlab report (runs/(fig2|paper_fig2)|docs/replication/)",
-     "needs those sweeps (or rewrites the committed round-1 reports): tests/test_replication.py reports a tiny suite"),
-    (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh", "the whole replication suite (hours): "
-                                                                  "tests/test_replication.py runs every part of it "
-                                                                  "as tiny sweeps, then the reports and summarize.py"),
-    (r"^python docs/replication/", "the replication's scripts over its runs: tests/test_replication.py and "
-                                   "tests/test_replication_summary.py run summarize.py on tiny suites"),
+     "needs those sweeps (or rewrites the committed round-1 reports): tests/experiments/test_replication.py "
+     "reports a tiny suite"),
+    (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh",
+     "the whole replication suite (hours): tests/experiments/test_replication.py runs every part of it as tiny "
+     "sweeps, then the reports and summarize.py"),
+    (r"^python docs/replication/", "the replication's scripts over its runs: tests/experiments/test_replication.py and "
+                                   "tests/experiments/test_replication_summary.py run summarize.py on tiny suites"),
     (r"^(source |git worktree |cp docs/replication/|cd \.\./pinned )",
      "sets up a machine or a pinned worktree for a long sweep (docs/replication/README.md)"),
     (r"^(python|bash) benchmarks/", "a benchmark, not a test (a GPU, or minutes of CPU)"),
@@ -173,7 +175,7 @@ def _cheap(argv: list[str], data: dict[str, Path]) -> list[str]:
     if ">" in argv:  # the options go before a redirection
         at = argv.index(">")
         return _cheap(argv[:at], data) + argv[at:]
-    if argv[0] == "sweep":  # the grid checked and the first cell built, nothing run (tests/test_sweep.py runs them)
+    if argv[0] == "sweep":  # the grid checked and the first cell built, nothing run (tests/experiments/test_sweep.py)
         return argv + ([] if "--dry_run" in argv else ["--dry_run"])
     if argv[0] not in ("fit", "validate", "test"):
         return argv
