@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from paths import REPO
 
 from wdlab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 #: Three epochs of one batch each; periods end at epochs 1 and 3 (t0 1, t_mult 2): snapshots after epochs 1 and 3.
 TINY = ["--config", QUICKSTART, "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",

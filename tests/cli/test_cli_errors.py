@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from paths import REPO
 
 from wdlab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 TINY = [
     "--config", QUICKSTART, "--trainer.max_epochs", "1", "--model.optimizer.t0_epochs", "1",
