@@ -180,7 +180,7 @@ def test_training_writes_its_checkpoints_and_snapshots_through_atomic_write(tmp_
     monkeypatch.setattr(_io.os, "replace", replace)
     config = QUICKSTART
     assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", "--model.optimizer.t0_epochs", "1",
-                 *builtin_data(128, 64), "--test_after_fit", "false",
+                 *builtin_data(128, 64, 128), "--test_after_fit", "false",
                  "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir",
                  str(tmp_path / "runs")]) == 0
     targets = [target for _, target in renamed]

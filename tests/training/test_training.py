@@ -51,7 +51,8 @@ def test_quickstart_config_trains_logs_and_checkpoints_through_the_console_scrip
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     result = subprocess.run(
         [WDLAB, "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "2",
-         "--model.optimizer.t0_epochs", "1", "--trainer.logger.init_args.name", "qs", *SMALL],
+         "--model.optimizer.t0_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
+         "--trainer.logger.init_args.name", "qs", *SMALL],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
