@@ -301,17 +301,17 @@ def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkey
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["class_path"] == f"wdlab.data.{name}"
     assert config["data"]["init_args"] == {
-        "root": str(tmp_path / "data"), "batch_size": 128, "val_split": 0, "eval_batch_size": None,
-        "augment": True, "seed": 0, "num_workers": 0, "channels_last": True, "on_device": None,
+        "root": str(tmp_path / "data"), "batch_size": 64, "val_split": 0, "eval_batch_size": None,
+        "augment": True, "seed": None, "num_workers": 0, "channels_last": True, "on_device": None,
         "train_subset": None, "split_seed": None,
     }
     last = load_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert last["global_step"] == 4  # 160 images at batch 128: 2 steps per epoch (the last one of 32)
+    assert last["global_step"] == 6  # 160 images at batch 64: 3 steps per epoch (the last one of 32)
     assert last["datamodule_hyper_parameters"]["root"] == str(tmp_path / "data")
     from wdlab.experiments.results import read_scalars
 
     scalars = read_scalars(run)
-    assert [step for step, _ in scalars["val/err"]] == [1, 3] and len(scalars["test/err"]) == 1
+    assert [step for step, _ in scalars["val/err"]] == [2, 5] and len(scalars["test/err"]) == 1
 
 
 @pytest.mark.trains
