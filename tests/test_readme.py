@@ -11,7 +11,8 @@ once. What is appended to keep it cheap, and nothing else:
 * training commands get ``--trainer.fast_dev_run true`` (one batch, nothing written), on the built-in data the
   few images of :data:`TINY`, and ``/data/cifar10`` (or ``data/cifar10``) / ``/data/imagenet32`` become small
   files in the official formats (their md5 sums are not the release's: ``verify_checksums false``);
-* a resumed run (``--ckpt_path``) gets :data:`RESUMED` instead of ``fast_dev_run``;
+* a resumed run (``--ckpt_path``) gets :data:`RESUMED` instead of ``fast_dev_run`` (and :data:`TINY`, what it
+  was trained with);
 * a block that reads ``runs/quickstart/`` starts with the run the README's quickstart command makes, trained
   on :data:`TINY` for 28 epochs (snapshots at epochs 4, 12 and 28), and that command itself is not run again;
 * environment assignments before a command (``OMP_NUM_THREADS=1 wdlab ...``) are dropped.
@@ -187,7 +188,7 @@ def _cheap(argv: list[str], data: dict[str, Path]) -> list[str]:
     if any(str(path) in argv for path in data.values()):
         extra += ["--data.init_args.verify_checksums", "false", "--data.init_args.batch_size", "8",
                   "--trainer.enable_progress_bar", "false"]
-    elif "--ckpt_path" not in argv:  # a resumed run and its evaluations use the checkpoint's data
+    else:  # a resumed run and its evaluations name the data the tiny run was trained on (a checkpoint refuses others)
         extra += TINY
     return argv + extra
 
