@@ -44,14 +44,11 @@ class Run:
 
 
 def t_interval(values: list[float]) -> tuple[float, float, float]:
-    """mean, and mean -+ t(0.975, n-1) * SD / sqrt(n) (NaN bounds with fewer than two values)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
+    """mean, and the report's 95 % t interval over seeds (NaN bounds with fewer than two values)."""
+    from wdlab.experiments.intervals import t_interval as seed_t_interval
 
-    half = float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+    interval = seed_t_interval("per_seed_t", values)
+    return statistics.fmean(values), interval.lo, interval.hi
 
 
 def run_once(arm: str, extra: list[str], seed: int, workdir: Path, timeout: float) -> Run:
