@@ -21,7 +21,7 @@ import numpy as np
 
 from wdlab.experiments.results import read_results
 
-CANDIDATES = ("A", "B", "C")
+CANDIDATES = ("A", "B", "C", "D", "E")  # D, E: the deviation of 2026-12-07
 OPTIMIZERS = ("sgdw", "adamw")
 DECAY = "model.optimizer.weight_decay"
 MAX_TRAIN_LOSS = 0.15  # (a)

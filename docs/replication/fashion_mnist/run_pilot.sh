@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 2 pilot, stage 1 (docs/replication/PREREGISTRATION.md, section 3): candidates A, B, C x SGDW, AdamW,
+# Round 2 pilot, stage 1 (docs/replication/PREREGISTRATION.md, section 3 and its deviations): candidates A-E x SGDW, AdamW,
 # 8 cells each (decay 0, 2^-10, 2^-8, 2^-6 x seeds 900-901). Resumable: re-running skips finished cells.
 #   JOBS=2 nohup bash docs/replication/fashion_mnist/run_pilot.sh > runs/replication/fashion_mnist/pilot.log 2>&1 &
 # Then: python docs/replication/fashion_mnist/pilot.py  (the pre-registered rule, applied to the saved results.csv)
@@ -16,8 +16,11 @@ declare -A OPTIONS=(
   [A]=""
   [B]="--data.init_args.train_subset 500 --trainer.max_epochs 100 --trainer.check_val_every_n_epoch 100"
   [C]="--model.net.init_args.base_width 8 --trainer.max_epochs 100 --trainer.check_val_every_n_epoch 100"
+  # D and E: added by the deviation of 2026-12-07 (PREREGISTRATION.md), 800 steps at width 8
+  [D]="--model.net.init_args.base_width 8 --data.init_args.train_subset 500 --trainer.max_epochs 100 --trainer.check_val_every_n_epoch 100"
+  [E]="--model.net.init_args.base_width 8 --data.init_args.train_subset 250 --trainer.max_epochs 200 --trainer.check_val_every_n_epoch 200"
 )
-for candidate in ${CANDIDATES:-A B C}; do
+for candidate in ${CANDIDATES:-D E A B C}; do
   for optimizer in sgdw adamw; do
     part="pilot_${candidate}_${optimizer}"
     # a fresh checkout has no runs/: start from the study saved so far
