@@ -1,17 +1,28 @@
-"""Round 2 pilot, stage 1: the pre-registered rule that picks the cell (docs/replication/PREREGISTRATION.md, §3).
+"""Round 2 pilot: the pre-registered rules that pick the cell and place the grids
+(docs/replication/PREREGISTRATION.md, section 3 and its deviations).
 
-Reads ``docs/replication/fashion_mnist/pilot_<candidate>_<optimizer>/results.csv`` and prints, per candidate and
-optimizer: the best decay > 0 by mean validation error, its mean final training loss (criterion a: <= 0.15), the
-validation-error gain of that decay over decay 0 and the pooled seed SD (criterion b: gain >= 1 point and >= 3 SD),
-and the candidate's mean cell time (criterion c: <= 54 s); then the candidate the rule picks. Exit 1 when a part is
-missing or incomplete.
+Stage 1 (default) reads ``pilot_<candidate>_<optimizer>/results.csv`` and prints, per candidate and optimizer: the
+best decay > 0 by mean validation error, its mean final training loss (criterion a: <= 0.15), the validation-error
+gain of that decay over decay 0 and the pooled seed SD (criterion b: gain >= 1 point and >= 3 SD); and, from the
+timing run on idle cores (``timing_<candidate>_<optimizer>``: the lambda = 2^-8 cells, one slot per optimizer, two
+at a time), the cell time of :func:`cell_seconds` (criterion c: <= 54 s). Then the candidate the rule picks:
+among those that pass (b) and (c), the lowest mean training loss at the best SGDW and AdamW cells. A candidate
+that fails (c) is out whatever its (a) and (b); the rule is applied once every candidate that passes (c) has all
+its stage-1 cells.
 
-    python docs/replication/fashion_mnist/pilot.py [--dir docs/replication/fashion_mnist]
+Stage 2 (``--stage 2``) reads ``pilot2_<optimizer>/results.csv`` (the chosen cell, seed 900) and, per optimizer,
+takes the cell with decay > 0 of lowest validation error: its lr is alpha*, its decay lambda* (lambda'* for the L2
+panels). Writes ``placement.csv`` (optimizer, lr, weight_decay, final_val_err), which run_round2.sh reads.
+
+    python docs/replication/fashion_mnist/pilot.py [--stage 2] [--dir docs/replication/fashion_mnist]
+
+Exit 1 when a part the rule needs is missing or incomplete.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import sys
 from collections import defaultdict
@@ -21,29 +32,69 @@ import numpy as np
 
 from wdlab.experiments.results import read_results
 
-CANDIDATES = ("A", "B", "C", "D", "E")  # D, E: the deviation of 2026-12-07
+CANDIDATES = ("A", "B", "C", "D", "E", "F", "G")  # D-G: the deviations of 2026-12-07
 OPTIMIZERS = ("sgdw", "adamw")
-DECAY = "model.optimizer.weight_decay"
+STAGE2_OPTIMIZERS = ("sgd", "sgdw", "adam", "adamw")
+LR, DECAY = "model.optimizer.lr", "model.optimizer.weight_decay"
 MAX_TRAIN_LOSS = 0.15  # (a)
 MIN_GAIN_POINTS = 1.0  # (b)
 MIN_GAIN_SDS = 3.0  # (b)
 MAX_CELL_SECONDS = 54.0  # (c): 800 Fig. 2 cells, two at a time, in 6 hours
+PLACEMENT_CSV = "placement.csv"
+
+
+def _complete(root: Path, part: str) -> list[dict[str, str]]:
+    rows = read_results(root / part)
+    if not rows or any(r["state"] != "complete" for r in rows):
+        raise ValueError(f"{part} has cells that are not complete: run run_pilot.sh")
+    return rows
+
+
+def slot_times(root: Path, candidate: str) -> tuple[list[float], list[float]]:
+    """The timing run's cells of ``candidate`` (idle cores, one slot per optimizer): (the wall times of the cells
+    after the first of each slot, the start-up of each slot that ran two or more: its first cell's excess)."""
+    later, startups = [], []
+    for optimizer in OPTIMIZERS:
+        walls = [float(r["wall_s"]) for r in sorted(_complete(root, f"timing_{candidate}_{optimizer}"),
+                                                    key=lambda r: int(r["seed"]))]
+        if len(walls) > 1:
+            later += walls[1:]
+            startups.append(walls[0] - float(np.mean(walls[1:])))
+        else:
+            later.append(math.nan)  # one cell: its wall includes the slot's start-up (see cell_seconds)
+            startups.append(math.nan)
+    return later, startups
+
+
+def cell_seconds(root: Path) -> dict[str, float]:
+    """Criterion (c)'s measure per candidate (deviation of 2026-12-07): the mean wall time of the cells after
+    the first of each slot; for a candidate timed with one cell per slot, that cell's wall time minus the largest
+    start-up measured on the candidates timed with two."""
+    times = {c: slot_times(root, c) for c in CANDIDATES}
+    measured = [s for _, startups in times.values() for s in startups if math.isfinite(s)]
+    if not measured:
+        raise ValueError("no candidate was timed with two cells per slot: the start-up is unknown")
+    startup = max(measured)
+    seconds = {}
+    for candidate, (later, _) in times.items():
+        if all(math.isfinite(w) for w in later):
+            seconds[candidate] = float(np.mean(later))
+        else:
+            firsts = [float(r["wall_s"]) for o in OPTIMIZERS for r in _complete(root, f"timing_{candidate}_{o}")]
+            seconds[candidate] = float(np.mean(firsts)) - startup
+    return seconds
 
 
 def judge(root: Path, candidate: str) -> dict[str, object]:
-    """The criteria of one candidate; raises FileNotFoundError / ValueError for missing or incomplete parts."""
+    """Criteria (a) and (b) of one candidate; raises FileNotFoundError / ValueError for missing or incomplete
+    parts."""
     cells: dict[tuple[str, float], list[dict[str, str]]] = defaultdict(list)
-    walls = []
     for optimizer in OPTIMIZERS:
-        rows = read_results(root / f"pilot_{candidate}_{optimizer}")
-        if any(r["state"] != "complete" for r in rows):
-            raise ValueError(f"pilot_{candidate}_{optimizer} has cells that are not complete: run run_pilot.sh")
-        for row in rows:
+        for row in _complete(root, f"pilot_{candidate}_{optimizer}"):
             cells[(optimizer, float(row[DECAY]))].append(row)
-            walls.append(float(row["wall_s"]))
     sds = [np.std([float(r["final_val_err"]) for r in rows], ddof=1) for rows in cells.values() if len(rows) > 1]
     pooled = float(math.sqrt(np.mean(np.square(sds)))) * 100 if sds else math.nan
-    result: dict[str, object] = {"pooled_sd": pooled, "cell_s": float(np.mean(walls)), "optimizers": {}}
+    result: dict[str, object] = {"pooled_sd": pooled, "optimizers": {}}
     for optimizer in OPTIMIZERS:
         mean = {d: np.mean([float(r["final_val_err"]) for r in rows]) * 100
                 for (o, d), rows in cells.items() if o == optimizer}
@@ -56,31 +107,36 @@ def judge(root: Path, candidate: str) -> dict[str, object]:
             "train_loss": loss[best], "a": loss[best] <= MAX_TRAIN_LOSS,
             "b": gain >= MIN_GAIN_POINTS and gain >= MIN_GAIN_SDS * pooled,
         }
-    result["c"] = result["cell_s"] <= MAX_CELL_SECONDS  # type: ignore[operator]
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent)
-    args = parser.parse_args(argv)
+def stage1(root: Path) -> int:
+    try:
+        seconds = cell_seconds(root)
+    except (OSError, ValueError) as error:
+        print(f"pilot.py: timing: {error}", file=sys.stderr)
+        return 1
     judged = {}
     for candidate in CANDIDATES:
+        passes_c = seconds[candidate] <= MAX_CELL_SECONDS
+        print(f"candidate {candidate}: mean cell {seconds[candidate]:.1f} s on idle cores "
+              f"(c: {'pass' if passes_c else 'fail'})", end="")
         try:
-            judged[candidate] = judge(args.dir, candidate)
+            judged[candidate] = result = judge(root, candidate)
         except (OSError, ValueError) as error:
-            print(f"pilot.py: candidate {candidate}: {error}", file=sys.stderr)
-            return 1
-    for candidate, result in judged.items():
-        print(f"candidate {candidate}: mean cell {result['cell_s']:.1f} s (c: {'pass' if result['c'] else 'fail'}), "
-              f"pooled seed SD {result['pooled_sd']:.2f} points")
+            print(f"; stage 1: {error}")
+            if passes_c:
+                print(f"pilot.py: candidate {candidate} passes (c): its stage-1 cells decide", file=sys.stderr)
+                return 1
+            continue
+        print(f", pooled seed SD {result['pooled_sd']:.2f} points")
         for optimizer, o in result["optimizers"].items():  # type: ignore[union-attr]
             print(f"  {optimizer}: best decay 2^{math.log2(o['best_decay']):g}, validation error {o['val_err']:.2f} % "
                   f"(decay 0: {o['val_err_no_decay']:.2f} %, gain {o['gain']:+.2f} points: "
                   f"b {'pass' if o['b'] else 'fail'}), training loss {o['train_loss']:.3f} "
                   f"(a {'pass' if o['a'] else 'fail'})")
-    eligible = [c for c, r in judged.items()
-                if r["c"] and all(o["b"] for o in r["optimizers"].values())]  # type: ignore[union-attr]
+    eligible = [c for c, r in judged.items() if seconds[c] <= MAX_CELL_SECONDS
+                and all(o["b"] for o in r["optimizers"].values())]  # type: ignore[union-attr]
     if not eligible:
         print("rule: no candidate passes (b) and (c): extend the pilot by a deviation (PREREGISTRATION.md, section 3)")
         return 0
@@ -90,6 +146,43 @@ def main(argv: list[str] | None = None) -> int:
         "; criterion (a) fails: a limitation to report")
     print(f"rule: candidate {chosen} (passing b and c: {', '.join(eligible)}; lowest training loss){limitation}")
     return 0
+
+
+def placement(root: Path) -> list[dict[str, str]]:
+    """Stage 2's rule: per optimizer, the cell with decay > 0 of lowest validation error (seed 900)."""
+    placed = []
+    for optimizer in STAGE2_OPTIMIZERS:
+        rows = [r for r in _complete(root, f"pilot2_{optimizer}") if float(r[DECAY]) > 0]
+        best = min(rows, key=lambda r: float(r["final_val_err"]))
+        placed.append({"optimizer": optimizer, "lr": best[LR], "weight_decay": best[DECAY],
+                       "final_val_err": best["final_val_err"]})
+    return placed
+
+
+def stage2(root: Path) -> int:
+    try:
+        placed = placement(root)
+    except (OSError, ValueError) as error:
+        print(f"pilot.py: stage 2: {error}", file=sys.stderr)
+        return 1
+    for row in placed:
+        print(f"{row['optimizer']}: alpha* 2^{math.log2(float(row['lr'])):g}, "
+              f"lambda* 2^{math.log2(float(row['weight_decay'])):g} "
+              f"(validation error {float(row['final_val_err']) * 100:.2f} %)")
+    with (root / PLACEMENT_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(placed[0]))
+        writer.writeheader()
+        writer.writerows(placed)
+    print(f"wrote {root / PLACEMENT_CSV}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    args = parser.parse_args(argv)
+    return stage1(args.dir) if args.stage == 1 else stage2(args.dir)
 
 
 if __name__ == "__main__":
