@@ -255,3 +255,26 @@ def test_a_config_files_optimizer_key_is_unset_with_null(in_tmp):
     assert resolved["weight_decay"] == 1e-4 and "weight_decay_norm" not in resolved
     assert main(["fit", "--config", quickstart, "--model.optimizer.weight_decay", "1e-4",
                  "--trainer.fast_dev_run", "true"]) == 2
+
+
+def test_test_curve_logs_the_test_error_at_every_validation_of_a_run_with_a_held_out_split(in_tmp, capsys):
+    """With val_split, val/err is the held-out error; TestCurve adds test/err at each validation, computed on the
+    whole test set outside Lightning's loops: its last value is the final test pass's (Lightning's test loop)."""
+    held_out = ["--data.init_args.val_split", "128"]
+    curve_callback = "--trainer.callbacks+=wdlab.training.TestCurve"
+    run = ["fit", *SMALL, "--trainer.max_epochs", "3"]
+    assert main([*run, *held_out, "--trainer.logger.init_args.name", "tc", curve_callback]) == 0
+    scalars = read_scalars(_run_dir(in_tmp, "tc"))
+    val_steps = [step for step, _ in scalars["val/err"]]
+    curve = scalars["test/err"][:-1]  # then the test pass after fit
+    assert [step for step, _ in curve] == val_steps and len(val_steps) == 3
+    assert scalars["test/err"][-1][0] >= val_steps[-1]
+    assert curve[-1][1] == pytest.approx(scalars["test/err"][-1][1], abs=1e-6)
+    assert [v for _, v in curve] != [v for _, v in scalars["val/err"]]  # the test set, not the held-out split
+    # without it, one test/err after training: the curve is the callback's
+    assert main([*run, *held_out, "--trainer.logger.init_args.name", "plain"]) == 0
+    assert len(read_scalars(_run_dir(in_tmp, "plain"))["test/err"]) == 1
+    # without a held-out split the validation pass is the test set already: refused in one line
+    capsys.readouterr()
+    assert main([*run, "--trainer.logger.init_args.name", "none", curve_callback]) != 0
+    assert "TestCurve: this run has no held-out split" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
+from wdlab.experiments.cells import LAUNCHERS
 from wdlab.experiments.grid import parse_seeds
 from wdlab.experiments.report import describe_pair, describe_panel, write_sweep_report
 from wdlab.experiments.results import REPORT_DIR, ResultsError
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study_name", help="study name in the storage (default: OUT's folder name)")
     parser.add_argument("--grace_period", type=int, default=120,
                         help="seconds without a heartbeat after which a running cell counts as dead and is re-run")
+    parser.add_argument("--launcher", choices=sorted(LAUNCHERS),
+                        default="preloaded" if hasattr(os, "fork") else "fresh",
+                        help="how cells start: preloaded (forked from one process per slot that imported torch and "
+                             "Lightning once; the default where the platform can fork) or fresh (a new python "
+                             "process per cell); the same results either way")
     parser.add_argument("--no_report", action="store_true", help="do not draw the heatmaps at the end")
     parser.add_argument("--results_only", action="store_true",
                         help="write OUT/results.csv from the study as it stands (cells so far) and run nothing")
@@ -127,7 +133,7 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
               f"{len(spec.seeds)} seeds) into {spec.out}; the first cell's configuration builds. The first cell:\n"
               f"  wdlab fit {shlex.join(spec.fit_args(spec.cells[0]))}", file=sys.stderr)
         return 0
-    sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period)
+    sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period, args.launcher)
     counts = sweep.run(progress=progress)
     results = sweep.write_results()
     print(f"wdlab sweep: {counts['complete']}/{len(spec.cells)} cells done, {counts['failed']} failed, "

@@ -251,6 +251,10 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | DeviceBatchLoader:
         return self._loader(self._require(self.test_dataset), train=False)
 
+    def whole_test_dataloader(self) -> DataLoader | DeviceBatchLoader:
+        """The test set, whole and in order on every DDP rank (as :meth:`whole_val_dataloader`)."""
+        return self._loader(self._require(self.test_dataset), train=False, shard=False)
+
     def predict_dataloader(self) -> DataLoader | DeviceBatchLoader:
         # Always the host loader: Lightning tracks prediction indices through a DataLoader's sampler.
         return self._loader(self._require(self.test_dataset), train=False, device_path=False)

@@ -4,16 +4,21 @@
   pass-through options and its grid values when the cell is created: ``optimizer``, ``decoupled``,
   ``decay_scaling`` (recorded on its trial, so a failed or pending cell's row still says what it is).
 * :func:`cell_environment`: its placement: one visible GPU per slot in turn, else ``cores / jobs`` threads.
-* :func:`run_cell`: the process, in its own session, logged to ``cell.log``, stopped with SIGTERM.
+* :func:`run_cell`: the process, in its own session, logged to ``cell.log``, stopped with SIGTERM;
+  :class:`FreshProcesses` starts each cell as a new ``python -m wdlab fit``, :class:`PreloadedProcesses` forks it
+  from a process that has imported torch and Lightning once (``python -m wdlab.cli.cell_server``).
 * :func:`read_cell_result` and :func:`error_from_log`: its result from its events and config, or its error line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -31,11 +36,15 @@ OPTIMIZER_KEY = "model.optimizer"
 
 __all__ = [
     "CELL_LOG",
+    "LAUNCHERS",
     "CellFailed",
     "CellResult",
+    "FreshProcesses",
+    "PreloadedProcesses",
     "cell_environment",
     "cell_identity",
     "error_from_log",
+    "make_launcher",
     "read_cell_result",
     "run_cell",
     "visible_gpus",
@@ -120,14 +129,18 @@ def cell_environment(gpus: Sequence[str], slot: int, jobs: int) -> dict[str, str
     return env
 
 
-# -- the process -----------------------------------------------------------------------------------
+# -- the process ---------------------------------------------------------------------------------
+def _log_command(log: Any, env: dict[str, str], command: Sequence[str]) -> None:
+    placement = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env)
+    log.write(f"\n$ {placement + ' ' if placement else ''}{' '.join(command)}\n".encode())
+    log.flush()
+
+
 def run_cell(command: Sequence[str], run_dir: Path, env: dict[str, str], stop: threading.Event) -> tuple[int, float]:
     """Run ``command`` logged to ``run_dir/cell.log``; SIGTERM it once ``stop`` is set. -> (exit status, seconds)."""
     start = time.monotonic()
     with (run_dir / CELL_LOG).open("ab") as log:
-        placement = " ".join(f"{k}={env[k]}" for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env)
-        log.write(f"\n$ {placement + ' ' if placement else ''}{' '.join(command)}\n".encode())
-        log.flush()
+        _log_command(log, env, command)
         # Own session: Ctrl-C reaches only the sweep, which then stops the cells with SIGTERM
         # (they save last.ckpt at the end of the batch) instead of killing them mid-write.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -142,6 +155,95 @@ def run_cell(command: Sequence[str], run_dir: Path, env: dict[str, str], stop: t
             except subprocess.TimeoutExpired:
                 pass
     return process.returncode, time.monotonic() - start
+
+
+class FreshProcesses:
+    """Each cell a new ``python -m wdlab fit`` process (:func:`run_cell`)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def run(self, fit_args: Sequence[str], run_dir: Path, stop: threading.Event) -> tuple[int, float]:
+        return run_cell([sys.executable, "-m", "wdlab", "fit", *fit_args], run_dir, self.env, stop)
+
+    def close(self) -> None:
+        pass
+
+
+class PreloadedProcesses:
+    """Each cell forked from one server process of this slot that imported torch and Lightning once
+    (:mod:`wdlab.cli.cell_server`; started on the first cell, restarted if it dies, ended by :meth:`close`).
+
+    A cell is still its own process (own session, log and exit status; SIGTERM once ``stop`` is set), so it
+    computes what a fresh process computes, without the seconds of imports.
+    """
+
+    SERVER = ("-m", "wdlab.cli.cell_server")
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.server: subprocess.Popen[str] | None = None
+
+    def _reply(self, stop: threading.Event, pid: int | None) -> dict[str, Any]:
+        """The server's next reply line; SIGTERM to the cell ``pid`` on every wait while ``stop`` is set."""
+        assert self.server is not None and self.server.stdout is not None
+        while True:
+            if pid is not None and stop.is_set():
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            ready, _, _ = select.select([self.server.stdout], [], [], 0.25)
+            if ready:
+                line = self.server.stdout.readline()
+                if not line:
+                    status = self.server.wait()
+                    self.server = None
+                    raise CellFailed(f"the cell server (python {' '.join(self.SERVER)}) exited with status {status} "
+                                     "during the cell; re-run the sweep to run it again")
+                return json.loads(line)
+
+    def run(self, fit_args: Sequence[str], run_dir: Path, stop: threading.Event) -> tuple[int, float]:
+        if self.server is None or self.server.poll() is not None:
+            # its own session: Ctrl-C in the sweep's terminal does not reach the server or its cells
+            self.server = subprocess.Popen([sys.executable, *self.SERVER], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, env=self.env, text=True, start_new_session=True)
+        assert self.server.stdin is not None
+        start = time.monotonic()
+        log_path = run_dir / CELL_LOG
+        with log_path.open("ab") as log:
+            _log_command(log, self.env, ["(forked from the cell server)", "wdlab", "fit", *fit_args])
+        self.server.stdin.write(json.dumps({"args": list(fit_args), "log": str(log_path.resolve())}) + "\n")
+        self.server.stdin.flush()
+        pid = int(self._reply(stop, None)["pid"])
+        returncode = int(self._reply(stop, pid)["returncode"])
+        return returncode, time.monotonic() - start
+
+    def close(self) -> None:
+        """End the server (end of its stdin); it has no cell running between two :meth:`run` calls."""
+        if self.server is None:
+            return
+        server, self.server = self.server, None
+        try:
+            if server.stdin is not None:
+                server.stdin.close()
+            server.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            server.kill()
+            server.wait()
+
+
+#: How cells start (``wdlab sweep --launcher``): preloaded where the platform can fork, else fresh.
+LAUNCHERS = {"preloaded": PreloadedProcesses, "fresh": FreshProcesses}
+
+
+def make_launcher(kind: str, env: dict[str, str]) -> FreshProcesses | PreloadedProcesses:
+    """The launcher ``kind`` (:data:`LAUNCHERS`) for the cells of one slot, with that slot's environment."""
+    if kind not in LAUNCHERS:
+        raise ValueError(f"launcher {kind!r}: use one of {', '.join(LAUNCHERS)}")
+    if kind == "preloaded" and not hasattr(os, "fork"):
+        raise ValueError("launcher 'preloaded' needs os.fork (Linux, macOS): use --launcher fresh on this platform")
+    return LAUNCHERS[kind](env)
 
 
 # -- what it left behind ---------------------------------------------------------------------------

@@ -29,6 +29,9 @@
   for an existing ``OUT`` is refused rather than mixed into its results.
 * **Parallel.** ``--jobs N`` runs N cells at once: with GPUs, cell slots take the visible GPUs in turn
   (``CUDA_VISIBLE_DEVICES``); on CPU each cell gets ``cores / N`` threads (``OMP_NUM_THREADS``).
+* **Cheap to start.** Each slot forks its cells from one process that imported torch and Lightning once
+  (``launcher="preloaded"``, :class:`~wdlab.experiments.cells.PreloadedProcesses`): seconds less per cell than a
+  fresh ``python -m wdlab fit`` (``launcher="fresh"``), with the same results.
 * **Results.** ``OUT/results.csv`` (:mod:`wdlab.experiments.results`): one row per cell and seed.
 
 The command is :mod:`wdlab.cli.sweep`.
@@ -49,11 +52,13 @@ from optuna.trial import FrozenTrial, TrialState
 from wdlab.experiments.cells import (
     CELL_LOG,
     CellFailed,
+    FreshProcesses,
+    PreloadedProcesses,
     cell_environment,
     cell_identity,
     error_from_log,
+    make_launcher,
     read_cell_result,
-    run_cell,
     visible_gpus,
 )
 from wdlab.experiments.grid import SEED_KEY, SweepError, SweepSpec, grid_preset, parse_grid, parse_value
@@ -89,9 +94,11 @@ def _attempted(trial: FrozenTrial) -> bool:
 class Sweep:
     """One worker of a sweep: runs queued cells until none is left or it is stopped."""
 
-    def __init__(self, spec: SweepSpec, storage: str | None, study_name: str | None, jobs: int, grace_period: int):
+    def __init__(self, spec: SweepSpec, storage: str | None, study_name: str | None, jobs: int, grace_period: int,
+                 launcher: str = "preloaded"):
         self.spec = spec
         self.jobs = jobs
+        self.launcher = launcher
         self.stop_event = threading.Event()
         self.stop_signal: int | None = None
         self.lock = threading.Lock()
@@ -216,7 +223,8 @@ class Sweep:
         return None
 
     # -- one cell --------------------------------------------------------------------------
-    def run_one(self, trial: optuna.Trial, trial_id: int, cell: tuple[Any, ...], slot: int) -> FrozenTrial:
+    def run_one(self, trial: optuna.Trial, trial_id: int, cell: tuple[Any, ...],
+                launcher: FreshProcesses | PreloadedProcesses) -> FrozenTrial:
         """Run the cell of a claimed trial and record its result or its error; the finished trial."""
         run_dir = self.spec.out / self.spec.names[cell]
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -227,9 +235,7 @@ class Sweep:
             trial.set_user_attr("run_dir", str(run_dir))
             if self.stop_event.is_set():
                 raise CellFailed("interrupted before it started; re-run the sweep")
-            command = [sys.executable, "-m", "wdlab", "fit", *self.spec.fit_args(cell)]
-            returncode, wall = run_cell(command, run_dir, cell_environment(self.gpus, slot, self.jobs),
-                                        self.stop_event)
+            returncode, wall = launcher.run(self.spec.fit_args(cell), run_dir, self.stop_event)
             trial.set_user_attr("wall_s", round(wall, 2))
             if self.stop_event.is_set():
                 raise CellFailed("interrupted; re-run the sweep to resume this cell from its last.ckpt")
@@ -264,17 +270,20 @@ class Sweep:
         self.stop_event.set()
 
     def _work(self, slot: int, report: Any, errors: list[BaseException]) -> None:
+        launcher = make_launcher(self.launcher, cell_environment(self.gpus, slot, self.jobs))
         try:
             while not self.stop_event.is_set():
                 claimed = self.claim()
                 if claimed is None:
                     return
                 trial, trial_id, cell = claimed
-                report(self.run_one(trial, trial_id, cell, slot), cell)
+                report(self.run_one(trial, trial_id, cell, launcher), cell)
                 self.enqueue_missing(only_killed=True)  # cells of workers that died elsewhere
         except BaseException as error:  # raised in the main thread: the other slots stop and are waited for
             errors.append(error)
             self.stop_event.set()
+        finally:
+            launcher.close()
 
     def run(self, progress: bool = True) -> dict[str, int]:
         import signal

@@ -8,6 +8,7 @@ from wdlab.training.checkpoints import (
     ResumableCheckpoint,
     check_checkpoint,
 )
+from wdlab.training.evaluation import TestCurve
 from wdlab.training.metrics import ErrorRate
 from wdlab.training.module import ImageClassifier
 from wdlab.training.optimizers import configure_optimizers
@@ -22,6 +23,7 @@ __all__ = [
     "ImageClassifier",
     "Preempted",
     "ResumableCheckpoint",
+    "TestCurve",
     "check_checkpoint",
     "configure_optimizers",
 ]

@@ -3,8 +3,9 @@
 * :func:`topk_correct` is the top-k rule every error rate in wdlab uses (training and evaluation
   metrics, anytime snapshots, snapshot ensembles): ties between scores go to the lower class index.
 * :func:`split_outputs` runs a network over every batch of a loader in eval mode without gradients
-  and yields ``(outputs, labels)`` on the device; :func:`evaluate_error` (the anytime snapshots)
-  and the snapshot ensembles build on it.
+  and yields ``(outputs, labels)`` on the device; :func:`evaluate_error` (the anytime snapshots,
+  :class:`TestCurve`) and the snapshot ensembles build on it.
+* :class:`TestCurve`: the test error at every validation pass, for runs that validate on a held-out split.
 * :func:`evaluate_validation_step` evaluates any LightningModule with its own ``validation_step``
   (the anytime snapshots of modules that are not wdlab classifiers): what the step logs, averaged.
 """
@@ -23,7 +24,7 @@ from torch import nn
 
 from wdlab.training.exact import capture_rng_states, restore_rng_states
 
-__all__ = ["evaluate_error", "evaluate_validation_step", "split_outputs", "topk_correct"]
+__all__ = ["TestCurve", "evaluate_error", "evaluate_validation_step", "split_outputs", "topk_correct"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -70,8 +71,9 @@ def split_outputs(
         net.train(was_training)
 
 
-def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
-    """Top-1 and top-5 error (fractions) of ``pl_module`` on the datamodule's evaluation set.
+def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule, split: str = "val") -> tuple[float, float]:
+    """Top-1 and top-5 error (fractions) of ``pl_module`` on the datamodule's evaluation set (``split="val"``:
+    the held-out split, or the test set without one) or on its test set (``split="test"``).
 
     Runs under the trainer's precision; it draws nothing from any random stream, so it does not
     change the course of the run. Every rank evaluates the whole set (no collective needed; the
@@ -79,14 +81,15 @@ def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[fl
     """
     datamodule = trainer.datamodule
     if datamodule is None or not hasattr(datamodule, "transform_batch"):
-        raise ValueError("AnytimeSnapshots needs a wdlab datamodule (with transform_batch) to evaluate snapshots")
+        raise ValueError("evaluating an error rate needs a wdlab datamodule (with transform_batch)")
+    if split not in ("val", "test"):
+        raise ValueError(f"split {split!r}: use 'val' or 'test'")
     device = pl_module.device
     wrong = torch.zeros(2, dtype=torch.int64, device=device)  # counted on the device, read back once
     total = 0
     # The whole set on every rank (not the DDP shard Lightning's validation uses), on the data path.
-    loader = datamodule.whole_val_dataloader() if hasattr(datamodule, "whole_val_dataloader") else (
-        datamodule.val_dataloader()
-    )
+    whole = f"whole_{split}_dataloader"
+    loader = getattr(datamodule, whole if hasattr(datamodule, whole) else f"{split}_dataloader")()
     outputs = split_outputs(
         pl_module,
         loader,
@@ -172,3 +175,30 @@ def evaluate_validation_step(
         results[name] = float(metric.compute())
         metric.reset()
     return results
+
+
+class TestCurve(L.Callback):
+    """The test error at every validation pass, logged as ``test/err`` and ``test/err5`` at that step.
+
+    For runs that choose on a held-out split (``val_split > 0``): their per-epoch ``val/err`` is the held-out
+    error and the test set is otherwise evaluated once, after training; a learning curve of the test error
+    (e.g. test error against training loss) needs it at every validation. Without a held-out split the
+    validation pass already is the test set, and the callback refuses to run twice over it. It draws nothing
+    from any random stream, so the run's course is the same with and without it.
+
+        wdlab fit --config X --data.init_args.val_split 5000 --trainer.callbacks+=wdlab.training.TestCurve
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not getattr(trainer.datamodule, "val_split", 0):
+            raise ValueError("TestCurve: this run has no held-out split (data val_split is 0), so its validation "
+                             "pass is the test set already (val/err): drop the callback, or set a val_split")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        err, err5 = evaluate_error(trainer, pl_module, split="test")
+        # logged like the validation metrics (same step), not as a step of its own
+        pl_module.log_dict({"test/err": err, "test/err5": err5}, on_epoch=True)
