@@ -13,6 +13,7 @@
 # from) without running anything: e.g. before a session ends.
 set -u
 cd "$(dirname "$0")/../../.."
+command -v wdlab > /dev/null || { echo "run_pilot.sh: no wdlab on PATH: activate the environment wdlab is installed in" >&2; exit 2; }
 JOBS="${JOBS:-2}"
 MODE="${MODE:-stage1}"
 export OMP_NUM_THREADS=1
@@ -52,7 +53,8 @@ run_part() {
   else
     echo "== $(date -Is) $part (jobs $jobs)"
     wdlab sweep --out "$RUNS/$part" --jobs "$jobs" --no_report "$@"
-    echo "== $(date -Is) $part exit $?"
+    local code=$?
+    echo "== $(date -Is) $part exit $code"
   fi
   mkdir -p "$SAVED/$part"
   cp "$RUNS/$part/results.csv" "$SAVED/$part/" 2>/dev/null
