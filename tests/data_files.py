@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -204,3 +205,20 @@ def one_line(exc) -> str:
     msg = str(exc.value)
     assert "\n" not in msg, msg
     return msg
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def real_fashion_mnist() -> Path:
+    """The official Fashion-MNIST files as Debian's ``dataset-fashion-mnist`` installs them; the calling test
+    skips when they are absent, except in CI (``CI=true``), which installs the package (``.ci/run``) and so fails."""
+    import pytest
+
+    if not all((DEBIAN_FASHION_MNIST / f"{name}.gz").is_file() for name in MNIST_NAMES):
+        message = f"no Fashion-MNIST in {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI installs it in .ci/run)")
+        pytest.skip(message)
+    return DEBIAN_FASHION_MNIST

@@ -9,13 +9,13 @@ are absent, except in CI (``CI=true``), which installs the package.
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from data_files import DEBIAN_FASHION_MNIST, real_fashion_mnist
 from paths import REPO
 from resume_helpers import load_checkpoint
 
@@ -32,7 +32,6 @@ from wdlab.data import (
 )
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 
@@ -344,13 +343,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path):
 @pytest.mark.slow
 def test_trains_on_the_real_fashion_mnist_files(tmp_path, monkeypatch):
     """The official files as Debian's dataset-fashion-mnist installs them (CI installs the package)."""
-    if not all((DEBIAN_FASHION_MNIST / f"{name}.gz").is_file()
-               for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)):
-        message = f"no Fashion-MNIST in {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI installs it in .ci/run)")
-        pytest.skip(message)
-    dm = FashionMNISTDataModule(str(DEBIAN_FASHION_MNIST))
+    dm = FashionMNISTDataModule(str(real_fashion_mnist()))
     dm.setup("fit")
     assert (dm.num_train, len(dm.test_dataset)) == (60000, 10000)
     assert np.bincount(dm.train_dataset.labels.numpy()).tolist() == [6000] * 10
