@@ -63,14 +63,16 @@ class Design:
     decoupled_columns: Sequence[int] = (-3, -2, -1, 0, 1, 2)
     l2_columns: Sequence[int] = (-4, -3, -2, -1, 0, 1, 2, 3)
     b1_half_octaves: Sequence[int] = tuple(range(-6, 7))
+    fig4_pairs: Sequence[tuple[str, str]] = (("adamwr", "adamw"), ("sgdwr", "sgdw"))  # (restarts, its cosine twin)
     fig2_seeds: str = "100-104"
     fig13_seeds: str = "200-207"
     fig4_seeds: str = "300-307"
     b1_seeds: str = "400-402"
 
 
-TINY = Design(rows=(0,), decoupled_columns=(0,), l2_columns=(0,), b1_half_octaves=(0,), fig2_seeds="100-100",
-              fig13_seeds="200-200", fig4_seeds="300-300", b1_seeds="400-400")
+TINY = Design(rows=(0,), decoupled_columns=(0,), l2_columns=(0,), b1_half_octaves=(0,),
+              fig4_pairs=(("adamwr", "adamw"),), fig2_seeds="100-100", fig13_seeds="200-200", fig4_seeds="300-300",
+              b1_seeds="400-400")
 
 
 def read_placement(path: Path) -> dict[str, tuple[float, float]]:
@@ -175,7 +177,7 @@ class Runner:
     def fig4(self, fig2: dict[str, list[dict[str, str]]]) -> None:
         t0 = max(1, round(self.epochs / 7))
         last_period, ends = 4 * t0, (3 * t0, 7 * t0)
-        for restarts, decoupled in (("adamwr", "adamw"), ("sgdwr", "sgdw")):
+        for restarts, decoupled in self.design.fig4_pairs:
             alpha = self.placement[decoupled][0]
             decay = best_decay_at(fig2[decoupled], alpha)
             # lambda_norm whose last period (4 T_0 epochs) has lambda = lambda*
