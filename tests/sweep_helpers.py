@@ -83,3 +83,23 @@ def lost_cells(study: optuna.Study, grid: dict[str, list[float]]) -> None:
         ))
 
 
+
+
+def cell_processes(pid: int) -> tuple[list[int], list[int]]:
+    """The processes of worker ``pid``'s cells: (every descendant that is part of running them -- cell servers
+    and cells --, the cells that are running). A cell is a ``wdlab fit`` child of the worker (``--launcher fresh``)
+    or a child forked from one of its cell servers (``--launcher preloaded``); the configuration check before the
+    first cell (``--print_config``) is neither."""
+    parent: dict[int, int] = {}
+    command: dict[int, list[bytes]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+    servers = [p for p, pp in parent.items() if pp == pid and b"wdlab.cli.cell_server" in command.get(p, [])]
+    fresh = [p for p, pp in parent.items() if pp == pid and b"fit" in command.get(p, [])
+             and b"--print_config" not in command.get(p, [])]
+    forked = [p for p, pp in parent.items() if pp in servers]
+    return [*servers, *fresh, *forked], [*fresh, *forked]

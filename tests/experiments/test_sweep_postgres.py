@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from sweep_helpers import BASE, GRID, lost_cells
+from sweep_helpers import BASE, GRID, cell_processes, lost_cells
 
 pytestmark = [pytest.mark.slow, pytest.mark.trains]
 
@@ -76,23 +76,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _cells(pid: int) -> list[int]:
-    """The cells (``wdlab fit`` processes) worker ``pid`` runs; they are its children, in their own sessions.
-
-    The configuration check before the first cell (``wdlab fit --print_config``) is not a cell.
-    """
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(fields[1]) == pid and b"fit" in command and b"--print_config" not in command:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _worker(base: Path, out: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, *LONGER, "--out", str(out),
                "--storage", url, "--grace_period", str(GRACE_S), "--no_report"]
@@ -111,11 +94,11 @@ def test_two_workers_one_killed_mid_cell_every_cell_complete_once(postgres_url: 
         deadline = time.monotonic() + 120
         cells: list[int] = []
         while not cells and time.monotonic() < deadline and victim.poll() is None:
-            cells = _cells(victim.pid)
+            machine, cells = cell_processes(victim.pid)
             time.sleep(0.2)
         assert cells, f"the second worker never started a cell:\n{(tmp_path / 'victim.log').read_text()}"
         time.sleep(2.0)  # the cell is running: its trial is RUNNING in the study
-        for pid in [victim.pid, *cells]:  # the machine is lost: the worker and its cell die at once
+        for pid in [victim.pid, *machine]:  # the machine is lost: the worker, its cell server and cell die at once
             os.kill(pid, 9)
         victim.wait()
         assert survivor.wait(timeout=600) == 0, (tmp_path / "survivor.log").read_text()

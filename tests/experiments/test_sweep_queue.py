@@ -23,7 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from paths import REPO
-from sweep_helpers import BASE, GRID, lost_cells, results, sweep
+from sweep_helpers import BASE, GRID, cell_processes, lost_cells, results, sweep
 
 pytestmark = pytest.mark.trains
 
@@ -128,25 +128,13 @@ print(*popped)
     assert sorted(popped) == list(range(200)), f"popped twice: {[n for n, k in Counter(popped).items() if k > 1]}"
 
 
-def _cells_of(pid: int) -> list[int]:
-    """The ``wdlab fit`` processes (cells) worker ``pid`` started: its children."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 @pytest.mark.slow
 def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp_path: Path) -> None:
     rng = random.Random(23)  # the moments are random but the same on every run
     (tmp_path / "base.yaml").write_text(BASE)
     out = tmp_path / "sweep"
     args = ["--config", str(tmp_path / "base.yaml"), *GRID, "--out", str(out), "--no_report", "--grace_period", "3",
-            "--trainer.max_epochs", "2"]  # fmt: skip
+            "--trainer.max_epochs", "2", "--launcher", "fresh"]  # fmt: skip  (timed for fresh cells)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = [subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", *args], cwd=tmp_path, env=env,
@@ -155,10 +143,10 @@ def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp
         # each victim dies at a random moment of its first cell (or of the claims and enqueueing around it)
         for victim in workers[1:]:
             deadline = time.monotonic() + 300
-            while not _cells_of(victim.pid) and victim.poll() is None and time.monotonic() < deadline:
+            while not cell_processes(victim.pid)[1] and victim.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(rng.uniform(0.0, 4.0))
-            for pid in [victim.pid, *_cells_of(victim.pid)]:  # a machine lost: the worker and its cells at once
+            for pid in [victim.pid, *cell_processes(victim.pid)[0]]:  # a machine lost: the worker and its cells
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
