@@ -11,10 +11,10 @@ Best = lowest mean final_test_err over seeds, among the (lr, weight_decay) cells
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
-from collections import defaultdict
+
+from wdlab.experiments.results import best_cell, cell_means, read_results
 
 LR, WD = "model.optimizer.lr", "model.optimizer.weight_decay"
 
@@ -27,20 +27,17 @@ def main() -> None:
     parser.add_argument("--num_train", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    cells: dict[tuple[float, float], list[float | None]] = defaultdict(list)
-    with open(args.results, newline="") as f:
-        for row in csv.DictReader(f):
-            ok = row["state"] == "complete" and row["final_test_err"] not in ("", None)
-            cells[(float(row[LR]), float(row[WD]))].append(float(row["final_test_err"]) if ok else None)
-    complete = {k: v for k, v in cells.items() if v and all(e is not None for e in v)}
-    skipped = sorted(set(cells) - set(complete))
+    rows = read_results(args.results)
+    skipped = sorted({(float(r[LR]), float(r[WD])) for r in rows} - set(cell_means(rows, (LR, WD))))
     if skipped:
         print(f"best_cell: skipped {len(skipped)} cell(s) with a failed or missing seed: {skipped}", file=sys.stderr)
-    if not complete:
+    best = best_cell(rows, LR, WD)
+    if best is None:
         sys.exit("best_cell: no cell has all its seeds complete")
-    (lr, wd), errs = min(complete.items(), key=lambda kv: (sum(kv[1]) / len(kv[1]), kv[0][1], kv[0][0]))
-    print(f"best_cell: lr {lr!r}, decay {wd!r}: mean test error {100 * sum(errs) / len(errs):.2f} % over "
-          f"{len(errs)} seeds", file=sys.stderr)
+    (lr, wd), mean = best
+    seeds = sum(1 for r in rows if (float(r[LR]), float(r[WD])) == (lr, wd))
+    print(f"best_cell: lr {lr!r}, decay {wd!r}: mean test error {100 * mean:.2f} % over {seeds} seeds",
+          file=sys.stderr)
     if args.lambda_norm is not None:
         wd = wd * math.sqrt(args.num_train * args.lambda_norm / args.batch)
     print(repr(lr), repr(wd))

@@ -45,7 +45,7 @@ import numpy as np
 
 from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from wdlab.experiments.intervals import per_cell_bootstrap_slopes as bootstrap_slopes
-from wdlab.experiments.results import epoch_of_step, read_results, read_scalars
+from wdlab.experiments.results import complete_rows, epoch_of_step, read_results, read_scalars
 from wdlab.experiments.row_optima import row_optima
 
 LR, WD, WDN, EPOCHS = ("model.optimizer.lr", "model.optimizer.weight_decay", "model.optimizer.weight_decay_norm",
@@ -113,10 +113,6 @@ def run_length_slope(lengths: Sequence[float], decays: Sequence[float], seed_val
             "edge": float(any(o.edge for o in optima))}
 
 
-def _complete(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [r for r in rows if r["state"] == "complete" and r["final_test_err"] not in ("", None)]
-
-
 def _run_dir(runs: Path, part: str, row: dict[str, str]) -> Path:
     return runs / part / Path(row["run_dir"]).name
 
@@ -174,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{part}: missing ({path} not written yet: run docs/replication/run_suite.sh)")
             return None
         rows = read_results(path)
-        done = _complete(rows)
+        done = complete_rows(rows)
         if len(done) < len(rows):
             print(f"{part}: {len(rows) - len(done)} of {len(rows)} cells not complete; using the {len(done)} that are")
         return done

@@ -28,6 +28,9 @@ __all__ = [
     "RESULT_COLUMNS",
     "SEED_COLUMN",
     "TENSORBOARD_DIR",
+    "best_cell",
+    "cell_means",
+    "complete_rows",
     "epoch_of_step",
     "find_runs",
     "grid_columns",
@@ -111,6 +114,36 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         raise ResultsError(f"{path} does not exist: give a sweep directory written by 'wdlab sweep' or its results.csv")
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def complete_rows(rows: Sequence[Mapping[str, str]], metric: str = "final_test_err") -> list[dict[str, str]]:
+    """The rows of ``results.csv`` whose cell completed and has ``metric``."""
+    return [dict(row) for row in rows if row["state"] == "complete" and row.get(metric) not in ("", None)]
+
+
+def cell_means(
+    rows: Sequence[Mapping[str, str]], keys: Sequence[str], metric: str = "final_test_err"
+) -> dict[tuple[float, ...], float]:
+    """Mean ``metric`` over seeds per cell (the values of the grid ``keys``), for the cells whose every seed
+    completed with a value; a cell with a failed, pending or empty seed has no mean."""
+    cells: dict[tuple[float, ...], list[float | None]] = {}
+    for row in rows:
+        ok = row["state"] == "complete" and row.get(metric) not in ("", None)
+        cells.setdefault(tuple(float(row[k]) for k in keys), []).append(float(row[metric]) if ok else None)
+    return {cell: sum(v) / len(v) for cell, v in cells.items()  # type: ignore[arg-type,misc]
+            if all(x is not None for x in v)}
+
+
+def best_cell(
+    rows: Sequence[Mapping[str, str]], lr_key: str, decay_key: str, metric: str = "final_test_err"
+) -> tuple[tuple[float, float], float] | None:
+    """The (lr, decay) cell of lowest mean ``metric`` over seeds (:func:`cell_means`) and that mean; ties go to
+    the smaller decay, then the smaller lr. None when no cell has all its seeds complete."""
+    means = cell_means(rows, (lr_key, decay_key), metric)
+    if not means:
+        return None
+    lr, decay = min(means, key=lambda cell: (means[cell], cell[1], cell[0]))
+    return (lr, decay), means[(lr, decay)]
 
 
 def grid_columns(columns: Sequence[str]) -> list[str]:

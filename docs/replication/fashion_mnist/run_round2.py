@@ -35,14 +35,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from wdlab.experiments.results import read_results
+from wdlab.experiments.results import best_cell, cell_means, read_results
 from wdlab.optim.decay import normalized_weight_decay
 
 REPO = Path(__file__).resolve().parents[3]
@@ -86,27 +85,18 @@ def values(numbers: Sequence[float]) -> str:
     return ",".join(repr(float(x)) for x in numbers)
 
 
-def mean_cells(rows: list[dict[str, str]], metric: str = "final_val_err") -> dict[tuple[float, float], float]:
-    """Mean ``metric`` over seeds per (lr, decay) cell, for the cells whose seeds all completed."""
-    cells: dict[tuple[float, float], list[float | None]] = defaultdict(list)
-    for row in rows:
-        ok = row["state"] == "complete" and row.get(metric) not in ("", None)
-        cells[(float(row[LR]), float(row[WD]))].append(float(row[metric]) if ok else None)
-    return {cell: float(sum(v) / len(v)) for cell, v in cells.items()  # type: ignore[arg-type]
-            if v and all(x is not None for x in v)}
-
-
-def best_cell(rows: list[dict[str, str]]) -> tuple[float, float]:
+def best_val_cell(rows: list[dict[str, str]]) -> tuple[float, float]:
     """Figs. 1/3: the panel's cell of lowest mean validation error (ties: smaller decay, then smaller lr)."""
-    means = mean_cells(rows)
-    if not means:
+    best = best_cell(rows, LR, WD, metric="final_val_err")
+    if best is None:
         raise SystemExit("run_round2: no Fig. 2 cell has all its seeds complete: finish Fig. 2 first")
-    return min(means, key=lambda cell: (means[cell], cell[1], cell[0]))
+    return best[0]
 
 
 def best_decay_at(rows: list[dict[str, str]], lr: float) -> float:
     """Figs. 4 and B.1: the best decay > 0 (lowest mean validation error) of the row at ``lr``."""
-    means = {wd: err for (row_lr, wd), err in mean_cells(rows).items() if row_lr == lr and wd > 0}
+    means = {wd: err for (row_lr, wd), err in cell_means(rows, (LR, WD), "final_val_err").items()
+             if row_lr == lr and wd > 0}
     if not means:
         raise SystemExit(f"run_round2: the Fig. 2 row at lr {lr!r} has no complete cell with decay > 0")
     return min(means, key=lambda wd: (means[wd], wd))
@@ -168,7 +158,7 @@ class Runner:
 
     def fig13(self, fig2: dict[str, list[dict[str, str]]]) -> None:
         for optimizer in ("adam", "adamw"):
-            lr, decay = best_cell(fig2[optimizer])
+            lr, decay = best_val_cell(fig2[optimizer])
             self.sweep(f"fig13_{optimizer}", f"--model.optimizer.name={optimizer}", "--seeds",
                        self.design.fig13_seeds, "--grid", f"{LR}={values([lr])}", "--grid", f"{WD}={values([decay])}",
                        "--trainer.check_val_every_n_epoch=1",

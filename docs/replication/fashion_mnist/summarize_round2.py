@@ -67,7 +67,7 @@ from wdlab.experiments.intervals import (  # noqa: E402
     t_interval,
     whole_seed_bootstrap_slopes,
 )
-from wdlab.experiments.results import ResultsError, epoch_of_step, read_results, read_scalars  # noqa: E402
+from wdlab.experiments.results import ResultsError, complete_rows, epoch_of_step, read_results, read_scalars  # noqa: E402
 from wdlab.experiments.row_optima import least_squares_slope, row_optima  # noqa: E402
 
 WD, EPOCHS = summarize.WD, summarize.EPOCHS
@@ -180,7 +180,7 @@ def load(docs: Path, part: str) -> list[dict[str, str]] | None:
     if not (docs / part / "results.csv").is_file():
         return None
     rows = read_results(docs / part)
-    done = summarize._complete(rows)
+    done = complete_rows(rows)
     if len(done) < len(rows):
         print(f"{part}: {len(rows) - len(done)} of {len(rows)} cells not complete; using the {len(done)} that are")
     return done
