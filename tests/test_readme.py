@@ -14,7 +14,7 @@ once. What is appended to keep it cheap, and nothing else:
 * a resumed run (``--ckpt_path``) gets :data:`RESUMED` instead of ``fast_dev_run`` (and :data:`TINY`, what it
   was trained with);
 * a block that reads ``runs/quickstart/`` starts with the run the README's quickstart command makes, trained
-  on :data:`TINY` for 28 epochs (snapshots at epochs 4, 12 and 28), and that command itself is not run again;
+  on :data:`TINY` for 35 epochs (snapshots at epochs 5, 15 and 35), and that command itself is not run again;
 * environment assignments before a command (``OMP_NUM_THREADS=1 wdlab ...``) are dropped.
 """
 
@@ -54,9 +54,9 @@ QUICKSTART = "wdlab fit --config configs/quickstart.yaml"
 TINY = ["--data.init_args.num_train", "32", "--data.init_args.num_test", "32", "--data.init_args.batch_size", "32",
         "--trainer.enable_progress_bar", "false"]
 SMOKE = ["--trainer.fast_dev_run", "true"]
-#: A resumed run of the 28-epoch quickstart (one step per epoch) takes one more step from the epoch-12 snapshot,
+#: A resumed run of the 35-epoch quickstart (one step per epoch) takes one more step from the epoch-15 snapshot,
 #: none from last.ckpt (a fast_dev_run resume would take one step and check nothing about the schedule).
-RESUMED = ["--trainer.max_steps", "13"]
+RESUMED = ["--trainer.max_steps", "16"]
 
 #: (pattern, reason): a command matching the pattern (re.search) is not run here.
 SKIPPED: tuple[tuple[str, str], ...] = (
@@ -195,10 +195,10 @@ def _cheap(argv: list[str], data: dict[str, Path]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory) -> Path:
-    """runs/quickstart as the README's quickstart command makes it, on TINY for 28 epochs."""
+    """runs/quickstart as the README's quickstart command makes it, on TINY for 35 epochs."""
     root = tmp_path_factory.mktemp("quickstart")
     (root / "configs").symlink_to(REPO / "configs")
-    code, out = _run([*shlex.split(QUICKSTART)[1:], *TINY, "--trainer.max_epochs", "28"], root)
+    code, out = _run([*shlex.split(QUICKSTART)[1:], *TINY, "--trainer.max_epochs", "35"], root)
     assert code == 0, out
     return root / "runs" / "quickstart"
 

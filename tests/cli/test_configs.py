@@ -39,7 +39,8 @@ DATA = {
         {"batch_size": 32, "num_train": 1000, "num_test": 1000, "seed": 0, "channels_last": True},
     ),
     "quickstart": ("wdlab.data.BuiltinDataModule",
-                   {"batch_size": 64, "num_test": 1000, "seed": None, "channels_last": True}),
+                   {"batch_size": 64, "num_train": 1600, "num_test": 1000, "seed": None,
+                    "channels_last": True}),
     "fashion_mnist": (
         "wdlab.data.FashionMNISTDataModule", {"root": "/usr/share/datasets/fashion-mnist", "batch_size": 128}
     ),
@@ -50,7 +51,7 @@ COMMAND_LINE_DATA = ("fashion_mnist", "mnist")
 
 # config -> (net, data, logger save_dir, logger name = the run directory <save_dir>/<name>, optimizer, max_epochs)
 EXPECTED = {
-    "quickstart.yaml": ("quickstart", "quickstart", "runs", "quickstart", "adamwr", 28),
+    "quickstart.yaml": ("quickstart", "quickstart", "runs", "quickstart", "adamwr", 35),
     **{
         f"cifar10/fig1_shake26_2x64d_{opt}_{schedule}.yaml": (
             "shake26_2x64d", "cifar10", "runs", f"fig1_shake26_2x64d_{opt}_{schedule}", opt, 100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -139,7 +140,7 @@ def test_anytime_errors_are_logged_against_the_epoch_with_the_next_lambda(finish
 def test_a_schedule_without_restarts_has_one_snapshot_at_the_end(in_tmp):
     config = in_tmp / "cosine.yaml"
     text = (REPO / "configs" / "quickstart.yaml").read_text()
-    config.write_text(text.replace("name: adamwr", "name: adamw").replace("t0_epochs: 4", "").replace("t_mult: 2", ""))
+    config.write_text(re.sub(r"\n *(t0_epochs|t_mult): [0-9.]+", "", text.replace("name: adamwr", "name: adamw")))
     cosine = [a if a != QUICKSTART else str(config) for a in COSINE]
     assert main([*cosine, "--trainer.max_epochs", "2"]) == 0  # adamw: cosine over the whole run
     snaps = sorted(p.name for p in (in_tmp / "runs" / "quickstart" / "snapshots").glob("*.ckpt"))
