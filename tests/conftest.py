@@ -43,3 +43,16 @@ def in_tmp(tmp_path, monkeypatch):
 def repo() -> Path:
     """The repository root (the same as ``paths.REPO``, for tests that prefer a fixture)."""
     return REPO
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with a ``slow`` test first, then those with a ``trains`` test, then the rest (each module's tests
+    keep their order). pytest-xdist hands whole modules (``--dist loadfile``) to its workers in this order, so the
+    long ones start at once and the short ones fill in at the end, instead of one long module running alone on
+    one worker while the other idles (a longest-first schedule)."""
+    weight: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        rank = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("trains") else 2
+        weight[module] = min(weight.get(module, 2), rank)
+    items.sort(key=lambda item: weight[item.nodeid.split("::", 1)[0]])  # stable: order within a module kept

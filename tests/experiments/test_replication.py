@@ -26,7 +26,7 @@ def test_each_fig2_panel_runs_as_a_tiny_sweep_and_the_report_reads_them(tmp_path
         done = subprocess.run(
             [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/fig2_{panel}.yaml"),
              "--grid", f"model.optimizer.lr={lr}", "--grid", "model.optimizer.weight_decay=0,2**-8",
-             "--out", str(out), "--no_report", "--jobs", "2", *TINY],  # CI has 2 cores: both cells at once
+             "--out", str(out), "--no_report", "--jobs", "1", *TINY],  # one cell server: pytest already keeps both cores busy
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stderr[-3000:]
@@ -49,7 +49,7 @@ def _sweep(tmp_path: Path, part: str, *args: str, config: str = "") -> list[dict
     out = tmp_path / part
     done = subprocess.run(
         [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/{config or part}.yaml"),
-         "--out", str(out), "--no_report", "--jobs", "2",  # CI has 2 cores: both cells at once
+         "--out", str(out), "--no_report", "--jobs", "1",  # one cell server: pytest already keeps both cores busy
          *builtin_data(64, 64, 32), *args],
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
     )

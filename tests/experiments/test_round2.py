@@ -49,7 +49,7 @@ def test_the_tiny_round2_suite_places_runs_and_saves_every_part(tmp_path: Path) 
             writer.writerow([optimizer, repr(lr), repr(decay), "0.2"])
     docs, runs = tmp_path / "docs", tmp_path / "runs"
     done = subprocess.run(
-        [sys.executable, str(RUNNER), "--tiny", "--jobs", "2", "--placement", str(placement), "--docs", str(docs),
+        [sys.executable, str(RUNNER), "--tiny", "--jobs", "1", "--placement", str(placement), "--docs", str(docs),
          "--runs", str(runs), "--data.init_args.root", str(root), *TINY_CELL],
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=1200,
     )

@@ -289,6 +289,9 @@ def test_bad_input_fails_before_any_cell_runs(base: Path, tmp_path: Path) -> Non
         (["--config", str(base), *GRID, "--jobs", "0"], "--jobs must be at least 1"),
         (["--config", str(base), *GRID, "--test_after_fit", "false"], "drop --test_after_fit false"),
         (["--config", str(base), "--config", str(csv_logger), *GRID], "set trainer.logger to"),
+        # dataset files missing: every cell would fail in turn; found once, before the study
+        (["--config", str(base), *GRID, "--data", "wdlab.data.FashionMNISTDataModule", "--data.root",
+          str(tmp_path)], f"the cells' data cannot be read: Fashion-MNIST not found in {tmp_path}"),
     ):
         failed = sweep([*args, "--out", str(out)], cwd=tmp_path)
         assert failed.returncode == 2, failed.stderr

@@ -74,16 +74,19 @@ def split_passthrough(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str
     return args, passthrough
 
 
-def check_cells_build(spec: SweepSpec) -> None:
-    """Build the first cell's model, datamodule and trainer in this process (nothing is trained or written).
+def check_cells_build(spec: SweepSpec, prepare_data: bool = True) -> None:
+    """Build the first cell's model, datamodule and trainer in this process (nothing is trained).
 
     A configuration error every cell shares (a typo, or a ``weight_decay`` grid on a config that sets
     ``weight_decay_norm``) is found here, in one line, before the study records the sweep; so is a cell
-    configuration the sweep cannot read results from (no TensorBoard logger, no test after fit).
+    configuration the sweep cannot read results from (no TensorBoard logger, no test after fit). With
+    ``prepare_data`` the datamodule's ``prepare_data()`` runs too, so that missing dataset files stop the sweep
+    here instead of failing every cell in turn (a cache it builds, e.g. ImageNet32x32's, is then built once).
     """
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from wdlab.cli.build import ConfigError, build_from_options
+    from wdlab.data import DatasetError
 
     options = spec.fit_args(spec.cells[0])
     options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
@@ -98,6 +101,11 @@ def check_cells_build(spec: SweepSpec) -> None:
         )
     if cli.config.get("test_after_fit") is False:
         raise SweepError("the sweep's results are the cells' test errors: drop --test_after_fit false")
+    if prepare_data and cli.datamodule is not None:
+        try:
+            cli.datamodule.prepare_data()
+        except (DatasetError, OSError) as error:
+            raise SweepError(f"the cells' data cannot be read: {error}") from None
 
 
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
@@ -127,7 +135,7 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         path = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period).write_results()
         print(f"wdlab sweep: results of the cells so far in {path}", file=sys.stderr)
         return 0
-    check_cells_build(spec)
+    check_cells_build(spec, prepare_data=not args.dry_run)  # a dry run writes nothing, not even a cache
     if args.dry_run:
         print(f"wdlab sweep: {len(spec.cells)} cells ({len(spec.cells) // len(spec.seeds)} grid points x "
               f"{len(spec.seeds)} seeds) into {spec.out}; the first cell's configuration builds. The first cell:\n"
