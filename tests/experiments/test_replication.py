@@ -26,7 +26,7 @@ def test_each_fig2_panel_runs_as_a_tiny_sweep_and_the_report_reads_them(tmp_path
         done = subprocess.run(
             [sys.executable, "-m", "wdlab", "sweep", "--config", str(REPO / f"configs/replication/fig2_{panel}.yaml"),
              "--grid", f"model.optimizer.lr={lr}", "--grid", "model.optimizer.weight_decay=0,2**-8",
-             "--out", str(out), "--no_report", "--jobs", "1", *TINY],  # one cell server: pytest already keeps both cores busy
+             "--out", str(out), "--no_report", "--jobs", "1", *TINY],  # one cell server: pytest keeps both cores busy
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stderr[-3000:]

@@ -167,3 +167,44 @@ def test_three_workers_two_killed_at_random_moments_every_cell_complete_once(tmp
     killed = [t for t in study.trials if t.state == TrialState.FAIL and "error" not in t.user_attrs]
     assert killed, "no cell was killed while it ran: the test tested nothing"
     assert "Traceback" not in logs[0].read_text() + again.stderr
+
+
+def test_a_worker_with_nothing_queued_runs_the_cell_of_a_worker_that_dies(tmp_path: Path) -> None:
+    """One cell: the first worker runs it; a second worker, finding nothing queued, waits for it instead of
+    exiting; the first worker's machine dies mid-cell; after the grace period the second runs the cell."""
+    long_cell = ["--trainer.max_epochs", "40", "--data.init_args.num_train", "256"]  # ~10 s: time to kill it
+    (tmp_path / "base.yaml").write_text(BASE)
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "wdlab", "sweep", "--config", str(tmp_path / "base.yaml"), "--grid", f"{LR}=0.1",
+            "--out", str(out), "--grace_period", "3", "--no_report", *long_cell]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    logs = {name: (tmp_path / f"{name}.log").open("w+") for name in ("victim", "survivor")}
+    victim = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=logs["victim"], stderr=subprocess.STDOUT)
+    survivor = None
+    try:
+        deadline = time.monotonic() + 120
+        while not cell_processes(victim.pid)[1] and time.monotonic() < deadline and victim.poll() is None:
+            time.sleep(0.1)
+        assert cell_processes(victim.pid)[1], (tmp_path / "victim.log").read_text()
+        survivor = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=logs["survivor"], stderr=subprocess.STDOUT)
+        while "waiting for 1 cell(s) running elsewhere" not in (tmp_path / "survivor.log").read_text():
+            assert survivor.poll() is None and time.monotonic() < deadline, (tmp_path / "survivor.log").read_text()
+            time.sleep(0.1)
+        machine, cells = cell_processes(victim.pid)
+        assert cells, "the first worker's cell ended before the second worker waited for it: make the cell longer"
+        for pid in [victim.pid, *machine]:  # the machine is lost: the worker, its cell server and cell at once
+            os.kill(pid, signal.SIGKILL)
+        victim.wait()
+        assert survivor.wait(timeout=300) == 0, (tmp_path / "survivor.log").read_text()
+    finally:
+        for process in (victim, survivor):
+            if process is not None and process.poll() is None:
+                process.kill()
+        for log in logs.values():
+            log.close()
+    log = (tmp_path / "survivor.log").read_text()
+    assert "1/1 cells done, 0 failed, 0 running elsewhere" in log, log
+    assert [row["state"] for row in results(out)] == ["complete"]
+    study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'sweep.db'}")
+    states = Counter(t.state for t in study.get_trials())
+    assert states == {TrialState.FAIL: 1, TrialState.COMPLETE: 1}, states  # the dead worker's, failed as stale

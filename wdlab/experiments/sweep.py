@@ -22,6 +22,8 @@
   cell's trials pops the cell's other waiting trials too and retires them (PRUNED, ``duplicate_of``),
   then runs its trial unless the cell is complete or a lower-numbered trial of it is running; so a cell
   never runs twice at once, and a retired trial never stands for a cell that was not run.
+* **Nothing left behind.** A worker with nothing queued does not exit while cells run in other workers: it
+  waits (a heartbeat interval at a time) and runs any whose worker dies, once that cell is stale.
 * **Resumable.** Re-running the same command skips finished cells and re-runs failed and interrupted
   ones (each cell resumes from its own ``last.ckpt`` via ``--ckpt_path auto``). A cell that fails is
   recorded with its error and the sweep goes on. Ctrl-C or SIGTERM stops the running cells at the end
@@ -104,7 +106,10 @@ class Sweep:
         self.lock = threading.Lock()
         self.gpus = visible_gpus()
         self.heartbeat_interval = max(1, min(30, grace_period // 3))
+        self.grace_period = grace_period
         self.failures = 0
+        self._held: set[int] = set()  # numbers of the trials this worker's slots are running
+        self._waiting_said = False
         self._identities: dict[tuple[Any, ...], dict[str, Any]] = {}
 
         spec.out.mkdir(parents=True, exist_ok=True)
@@ -269,15 +274,52 @@ class Sweep:
         self.stop_signal = signum
         self.stop_event.set()
 
+    def running_elsewhere(self) -> int:
+        """Cells whose trial is RUNNING in another worker (not in one of this worker's slots)."""
+        with self.lock:
+            held = set(self._held)
+        running = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return sum(1 for t in running if t.number not in held and self.cell_of(t) is not None)
+
+    def wait_for_cells_elsewhere(self) -> bool:
+        """Nothing is queued: while cells run in other workers, wait one heartbeat interval, then re-queue those
+        whose worker died (no heartbeat for the grace period), so that this worker runs them. True to look for
+        work again; False when no cell runs elsewhere or the sweep is stopped.
+
+        Without the wait, a cell whose worker dies after the others ran out of work would stay undone until
+        someone ran the sweep again.
+        """
+        elsewhere = self.running_elsewhere()
+        if not elsewhere:
+            return False
+        with self.lock:
+            if not self._waiting_said:
+                self._waiting_said = True
+                print(f"wdlab sweep: nothing queued here; waiting for {elsewhere} cell(s) running elsewhere (run "
+                      f"here if their worker stops for {self.grace_period} s; Ctrl-C stops waiting)",
+                      file=sys.stderr)
+        if self.stop_event.wait(self.heartbeat_interval):
+            return False
+        self.enqueue_missing(only_killed=True)
+        return True
+
     def _work(self, slot: int, report: Any, errors: list[BaseException]) -> None:
         launcher = make_launcher(self.launcher, cell_environment(self.gpus, slot, self.jobs))
         try:
             while not self.stop_event.is_set():
                 claimed = self.claim()
                 if claimed is None:
+                    if self.wait_for_cells_elsewhere():
+                        continue
                     return
                 trial, trial_id, cell = claimed
-                report(self.run_one(trial, trial_id, cell, launcher), cell)
+                with self.lock:
+                    self._held.add(trial.number)
+                try:
+                    report(self.run_one(trial, trial_id, cell, launcher), cell)
+                finally:
+                    with self.lock:
+                        self._held.discard(trial.number)
                 self.enqueue_missing(only_killed=True)  # cells of workers that died elsewhere
         except BaseException as error:  # raised in the main thread: the other slots stop and are waited for
             errors.append(error)
