@@ -56,6 +56,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # round 1's scripts live one folder up, outside any package
+sys.path.insert(0, str(HERE))  # figures_round2.py, beside this script
 import round1_figures  # noqa: E402
 import summarize  # noqa: E402
 
@@ -492,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line.text())
     write_summary(args.docs / "round2_summary.csv", lines)
     print(f"wrote {args.docs / 'round2_summary.csv'}")
+    import figures_round2  # here, not above: it imports this script's readers
+
+    figures_round2.write_figures(args.docs, args.docs / "figures", lines)
     return 0
 
 
