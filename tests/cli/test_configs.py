@@ -39,7 +39,7 @@ DATA = {
         {"batch_size": 32, "num_train": 1000, "num_test": 1000, "seed": 0, "channels_last": True},
     ),
     "quickstart": ("wdlab.data.BuiltinDataModule",
-                   {"batch_size": 64, "num_train": 1600, "num_test": 1000, "seed": None,
+                   {"batch_size": 64, "num_train": 1600, "num_test": 1000, "seed": 0,
                     "channels_last": True}),
     "fashion_mnist": (
         "wdlab.data.FashionMNISTDataModule", {"root": "/usr/share/datasets/fashion-mnist", "batch_size": 128}
