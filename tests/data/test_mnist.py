@@ -301,7 +301,7 @@ def test_the_quickstart_trains_on_it_with_only_the_data_changed(tmp_path, monkey
     assert config["data"]["class_path"] == f"wdlab.data.{name}"
     assert config["data"]["init_args"] == {
         "root": str(tmp_path / "data"), "batch_size": 64, "val_split": 0, "eval_batch_size": None,
-        "augment": True, "seed": None, "num_workers": 0, "channels_last": True, "on_device": None,
+        "augment": True, "seed": 0, "num_workers": 0, "channels_last": True, "on_device": None,
         "train_subset": None, "split_seed": None,
     }
     last = load_checkpoint(run / "checkpoints" / "last.ckpt")
