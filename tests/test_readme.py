@@ -78,10 +78,11 @@ SKIPPED: tuple[tuple[str, str], ...] = (
      "needs those sweeps (or rewrites the committed round-1 reports): tests/experiments/test_replication.py "
      "reports a tiny suite"),
     (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh",
-     "the whole replication suite (hours): tests/experiments/test_replication.py runs every part of it as tiny "
-     "sweeps, then the reports and summarize.py"),
-    (r"^python docs/replication/", "the replication's scripts over its runs: tests/experiments/test_replication.py and "
-                                   "tests/experiments/test_replication_summary.py run summarize.py on tiny suites"),
+     "the whole replication suite (hours): tests/experiments/test_replication.py and test_replication_parts.py run "
+     "every part of it as tiny sweeps, then the reports and summarize.py"),
+    (r"^python docs/replication/",
+     "the replication's scripts over its runs: tests/experiments/test_replication_parts.py and "
+     "tests/experiments/test_replication_summary.py run summarize.py on tiny suites"),
     (r"^(source |git worktree |cp docs/replication/|cd \.\./pinned )",
      "sets up a machine or a pinned worktree for a long sweep (docs/replication/README.md)"),
     (r"^(python|bash) benchmarks/", "a benchmark, not a test (a GPU, or minutes of CPU)"),

@@ -23,8 +23,8 @@ per optimizer) and, for the parts after Fig. 2, from Fig. 2's own results by val
 
 Each part's ``results.csv`` and study are copied to ``--docs`` as it completes (a fresh checkout resumes from the
 study). ``--save_only`` copies what is done so far and runs nothing. ``--tiny`` runs the same code on a few cells
-(CI's end-to-end check: one seed, the central row and column); other options (``--trainer.max_epochs 2``) go to
-every cell.
+(CI's end-to-end check: one seed, the central row and column, Fig. 2 for Adam and AdamW, Fig. 4 for AdamWR);
+other options (``--trainer.max_epochs 2``) go to every cell.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ PARTS = ("fig2", "fig13", "fig4", "b1")
 class Design:
     """The grid offsets and seeds of each part (the pre-registered ones, or ``--tiny``'s)."""
 
+    fig2_panels: Sequence[str] = FIG2
     rows: Sequence[int] = (-2, -1, 0, 1, 2)
     decoupled_columns: Sequence[int] = (-3, -2, -1, 0, 1, 2)
     l2_columns: Sequence[int] = (-4, -3, -2, -1, 0, 1, 2, 3)
@@ -69,7 +70,9 @@ class Design:
     b1_seeds: str = "400-402"
 
 
-TINY = Design(rows=(0,), decoupled_columns=(0,), l2_columns=(0,), b1_half_octaves=(0,),
+# Fig. 2 for Adam and AdamW only: the parts after it read those two panels, and they cover both column rules (L2 and
+# decoupled); SGD's and SGDW's panels run the same code
+TINY = Design(fig2_panels=("adam", "adamw"), rows=(0,), decoupled_columns=(0,), l2_columns=(0,), b1_half_octaves=(0,),
               fig4_pairs=(("adamwr", "adamw"),), fig2_seeds="100-100", fig13_seeds="200-200", fig4_seeds="300-300",
               b1_seeds="400-400")
 
@@ -146,7 +149,7 @@ class Runner:
 
     def fig2(self) -> dict[str, list[dict[str, str]]]:
         results = {}
-        for optimizer in FIG2:
+        for optimizer in self.design.fig2_panels:
             alpha, decay = self.placement[optimizer]
             columns = self.design.l2_columns if optimizer in L2 else self.design.decoupled_columns
             results[optimizer] = self.sweep(
