@@ -1,6 +1,7 @@
 """Synthetic sweeps whose answer is known, written as real ``results.csv`` files, and the report run on them.
 
-Shared by the report's tests (``test_report_stats.py``, ``test_report_rules.py``).
+Shared by the report's tests (``test_report_stats.py``, ``test_report_rules.py``) and round 2's summary and
+figure tests (:func:`write_part`).
 """
 
 from __future__ import annotations
@@ -85,3 +86,12 @@ def diagonal(a: float, d: float | None) -> float:
 def vertical(a: float, d: float | None) -> float:
     """Decoupled: the best decay is 2^-9 at every lr."""
     return 0.30 if d is None else 0.20 + 0.01 * (d + 9) ** 2 + 0.002 * (a + 5) ** 2
+
+
+def write_part(docs: Path, part: str, keys: list[str], cells: list[tuple[tuple, int, dict]]) -> None:
+    """``<docs>/<part>/results.csv`` of a round-2 part whose cells all completed: (grid, seed, {column: value})."""
+    rows = [((*grid, seed), {"optimizer": part, "state": "complete", "epochs": 10, "wall_s": 1.0,
+                             "run_dir": f"runs/replication/fashion_mnist/{part}/cell_{i}_seed_{seed}", **values})
+            for i, (grid, seed, values) in enumerate(cells)]
+    (docs / part).mkdir(parents=True, exist_ok=True)
+    write_results(docs / part / "results.csv", keys, rows)

@@ -17,8 +17,7 @@ from matplotlib.image import imread
 from matplotlib.text import Text
 from paths import REPO
 from scipy import stats
-
-from wdlab.experiments.results import write_results
+from sweep_tables import write_part
 
 sys.path.insert(0, str(REPO / "docs/replication/fashion_mnist"))
 figures = importlib.import_module("figures_round2")
@@ -62,14 +61,6 @@ def _texts(fig) -> str:
 
 
 # -- writing parts as run_round2.py and summarize_round2.py do ------------------------------------------
-def _results(docs: Path, part: str, keys: list[str], cells: list[tuple[tuple, int, dict]]) -> None:
-    rows = [((*grid, seed), {"optimizer": part, "state": "complete", "epochs": 10, "wall_s": 1.0,
-                             "run_dir": f"runs/replication/fashion_mnist/{part}/cell_{i}_seed_{seed}", **values})
-            for i, (grid, seed, values) in enumerate(cells)]
-    (docs / part).mkdir(parents=True, exist_ok=True)
-    write_results(docs / part / "results.csv", keys, rows)
-
-
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -88,7 +79,7 @@ def _fig13_points(seeds=FIG13_SEEDS, epochs: int = 6) -> dict[str, dict[int, lis
 def _write_fig13(docs: Path, points: dict[str, dict[int, list[tuple]]]) -> None:
     for name, by_seed in points.items():
         part = f"fig13_{name}"
-        _results(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": round(p[-1][3], 6),
+        write_part(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": round(p[-1][3], 6),
                                                                   "final_train_loss": 0.1})
                                         for s, p in by_seed.items()])
         _csv(docs / part / "curves.csv", ["seed", "epoch", "train_loss", "val_err", "test_err"],
@@ -106,10 +97,10 @@ def _fig4_data(diffs30: list[float], diffs70: list[float]) -> tuple[dict, dict]:
 
 
 def _write_fig4(docs: Path, part: str, snapshots: dict, cosine: dict) -> None:
-    _results(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.2}) for s in snapshots])
+    write_part(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.2}) for s in snapshots])
     _csv(docs / part / "anytime.csv", ["run", "seed", "epoch", "val_err", "test_err"],
          [[f"cell_0_seed_{s}", s, e, err, err] for s, errs in snapshots.items() for e, err in errs.items()])
-    _results(docs, f"{part}_cosine", [EPOCHS, LR, WD],
+    write_part(docs, f"{part}_cosine", [EPOCHS, LR, WD],
              [((e, 2.0**-8, 2.0**-8), s, {"final_test_err": round(err, 6)}) for e, errs in cosine.items()
               for s, err in errs.items()])
 
@@ -128,7 +119,7 @@ def _write_b1(docs: Path, poorly_trained: int | None = 100, seeds=B1_SEEDS) -> N
               {"final_test_err": _b1_error(t, j, seed), "final_val_err": _b1_error(t, j, seed),
                "final_train_loss": 0.3 if t == poorly_trained else 0.1})
              for t in B1_VERTEX for j in range(-6, 7) for seed in seeds]
-    _results(docs, "b1_adamw", [EPOCHS, LR, WD], cells)
+    write_part(docs, "b1_adamw", [EPOCHS, LR, WD], cells)
 
 
 # -- Figs. 1/3 ---------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from paths import REPO
 from scipy import stats
-
-from wdlab.experiments.results import write_results
+from sweep_tables import write_part
 
 _spec = importlib.util.spec_from_file_location(
     "summarize_round2", REPO / "docs/replication/fashion_mnist/summarize_round2.py")
@@ -33,19 +32,10 @@ ARMS = [f"fig4_{r}_{a}" for r in ("adamwr", "sgdwr") for a in ("norm", "raw")]
 
 
 # -- writing parts ------------------------------------------------------------------------------------
-def _results(docs: Path, part: str, keys: list[str], cells: list[tuple[tuple, int, dict]]) -> None:
-    """``<docs>/<part>/results.csv`` of complete cells: (grid values, seed, {column: value})."""
-    rows = [((*grid, seed), {"optimizer": part, "state": "complete", "epochs": 10, "wall_s": 1.0,
-                             "run_dir": f"runs/replication/fashion_mnist/{part}/cell_{i}_seed_{seed}", **values})
-            for i, (grid, seed, values) in enumerate(cells)]
-    (docs / part).mkdir(parents=True, exist_ok=True)
-    write_results(docs / part / "results.csv", keys, rows)
-
-
 def _fig13(docs: Path, adam: dict[int, float], adamw: dict[int, float]) -> None:
     """One cell per optimizer; final test errors (fractions) by seed, the rows in the order given."""
     for part, errs in (("fig13_adam", adam), ("fig13_adamw", adamw)):
-        _results(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": e, "final_train_loss": 0.1})
+        write_part(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": e, "final_train_loss": 0.1})
                                         for s, e in errs.items()])
 
 
@@ -65,10 +55,10 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def _fig4(docs: Path, part: str, snapshots: dict[int, dict[int, float]], cosine: dict[int, dict[int, float]]) -> None:
     """A restart part with its anytime.csv (snapshot test errors by seed and epoch) and its cosine part."""
-    _results(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.2}) for s in snapshots])
+    write_part(docs, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.2}) for s in snapshots])
     _csv(docs / part / "anytime.csv", ["run", "seed", "epoch", "val_err", "test_err"],
          [[f"cell_0_seed_{s}", s, e, err, err] for s, errs in snapshots.items() for e, err in errs.items()])
-    _results(docs, f"{part}_cosine", [EPOCHS, LR, WD],
+    write_part(docs, f"{part}_cosine", [EPOCHS, LR, WD],
              [((e, 2.0**-8, 2.0**-8), s, {"final_test_err": err}) for s, errs in cosine.items()
               for e, err in errs.items()])
 
@@ -214,8 +204,8 @@ def test_fig4_snapshot_errors_come_from_the_runs_once_and_then_from_anytime_csv(
     # the logged anytime/err is the validation split's error: never the one compared
     monkeypatch.setattr(summary, "read_scalars", lambda run_dir: {"anytime/err": [(10, 0.9), (30, 0.9), (70, 0.9)]})
     part, runs = "fig4_adamwr_norm", tmp_path / "runs"
-    _results(tmp_path, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.16}) for s in FIG4_SEEDS])
-    _results(tmp_path, f"{part}_cosine", [EPOCHS, LR, WD],
+    write_part(tmp_path, part, [LR, WD], [((2.0**-8, 2.0**-8), s, {"final_test_err": 0.16}) for s in FIG4_SEEDS])
+    write_part(tmp_path, f"{part}_cosine", [EPOCHS, LR, WD],
              [((e, 2.0**-8, 2.0**-8), s, {"final_test_err": err + 0.001 * k}) for k, s in enumerate(FIG4_SEEDS)
               for e, err in ((30, 0.20), (70, 0.15))])
     _run_dirs(tmp_path, runs, part)
@@ -239,7 +229,7 @@ def _b1(docs: Path, vertex, lengths=(25, 50, 100), loss=lambda t, j, seed: 0.1) 
                 err = 0.10 + 0.01 * (-8 + j / 2 - vertex(t, seed)) ** 2
                 cells.append(((t, 2.0**-8, 2.0**-8 * 2.0 ** (j / 2)), seed,
                               {"final_test_err": err, "final_val_err": err, "final_train_loss": loss(t, j, seed)}))
-    _results(docs, "b1_adamw", [EPOCHS, LR, WD], cells)
+    write_part(docs, "b1_adamw", [EPOCHS, LR, WD], cells)
 
 
 def _b1_rows(rows: dict[str, dict[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
@@ -308,7 +298,7 @@ def test_one_seed_per_part_runs_end_to_end_and_every_claim_is_undecided(tmp_path
         _curves(tmp_path, part, {200: [(1, 2.0, 0.5), (2, 1.5, 0.4)]}, every_epoch=False)
     for part in ARMS:
         _fig4(tmp_path, part, {300: {1: 0.5, 3: 0.4, 7: 0.3}}, {300: {3: 0.35, 7: 0.3}})
-    _results(tmp_path, "b1_adamw", [EPOCHS, LR, WD], [((t, 2.0**-8, 2.0**-8), 400, {
+    write_part(tmp_path, "b1_adamw", [EPOCHS, LR, WD], [((t, 2.0**-8, 2.0**-8), 400, {
         "final_test_err": 0.5, "final_val_err": 0.5, "final_train_loss": 2.0}) for t in (1, 2, 4)])
     rows = _summarize(tmp_path)
     printed = capsys.readouterr().out
