@@ -1,9 +1,13 @@
 """Lightning pieces several test modules share: a small LightningModule that is not an image classifier
 (:class:`Regression`, with its plain :func:`loaders`), a logger that keeps every record in memory
-(:class:`MemoryLogger`), and :class:`FreezeBatchNorm`, which the DDP tests inject into ``wdlab fit`` subprocesses
-with ``--trainer.callbacks lightning_helpers.FreezeBatchNorm`` (``tests/`` is on their ``PYTHONPATH``)."""
+(:class:`MemoryLogger`), :class:`FreezeBatchNorm`, which the DDP tests inject into ``wdlab fit`` subprocesses
+with ``--trainer.callbacks lightning_helpers.FreezeBatchNorm`` (``tests/`` is on their ``PYTHONPATH``), and
+:class:`SlowToPrepare`, built-in data whose ``prepare_data()`` takes minutes (a sweep's check that is still running).
+"""
 
 from __future__ import annotations
+
+import time
 
 import lightning as L
 import torch
@@ -14,6 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
 import wdlab.training
+from wdlab.data import BuiltinDataModule
 
 # 32 points / batch 8 = 4 updates per epoch; adamwr with t0 = 1 epoch, t_mult = 2: periods end after
 # epochs 1 and 3 (updates 4 and 12), where AnytimeSnapshots evaluates and saves.
@@ -84,3 +89,14 @@ class FreezeBatchNorm(Callback):
         for module in pl_module.modules():
             if isinstance(module, _BatchNorm):
                 module.eval()
+
+
+class SlowToPrepare(BuiltinDataModule):
+    """The built-in data, with a ``prepare_data()`` that sleeps for ``seconds`` (like a dataset cache being built)."""
+
+    def __init__(self, *args, seconds: float = 300.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seconds = seconds
+
+    def prepare_data(self) -> None:
+        time.sleep(self.seconds)

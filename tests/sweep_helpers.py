@@ -85,11 +85,20 @@ def lost_cells(study: optuna.Study, grid: dict[str, list[float]]) -> None:
 
 
 
+def _writes_cell_log(pid: int) -> bool:
+    """Whether process ``pid``'s stdout is a cell's ``cell.log`` (a cell forked from a server, once set up)."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/1").endswith("/cell.log")
+    except OSError:
+        return False
+
+
 def cell_processes(pid: int) -> tuple[list[int], list[int]]:
     """The processes of worker ``pid``'s cells: (every descendant that is part of running them -- cell servers
     and cells --, the cells that are running). A cell is a ``wdlab fit`` child of the worker (``--launcher fresh``)
-    or a child forked from one of its cell servers (``--launcher preloaded``); the configuration check before the
-    first cell (``--print_config``) is neither."""
+    or a child forked from one of its cell servers (``--launcher preloaded``) that writes a ``cell.log``; the
+    configuration check before the first cell (a child of the slot-0 server that writes a temporary log, or a
+    ``cell_server --check`` process) is neither."""
     parent: dict[int, int] = {}
     command: dict[int, list[bytes]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -102,4 +111,4 @@ def cell_processes(pid: int) -> tuple[list[int], list[int]]:
     fresh = [p for p, pp in parent.items() if pp == pid and b"fit" in command.get(p, [])
              and b"--print_config" not in command.get(p, [])]
     forked = [p for p, pp in parent.items() if pp in servers]
-    return [*servers, *fresh, *forked], [*fresh, *forked]
+    return [*servers, *fresh, *forked], [*fresh, *(p for p in forked if _writes_cell_log(p))]

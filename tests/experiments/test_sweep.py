@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from paths import REPO
-from sweep_helpers import BASE, GRID, results, sweep
+from paths import REPO, TESTS
+from sweep_helpers import BASE, GRID, cell_processes, results, sweep
 
 from wdlab.cli.sweep import split_passthrough
 from wdlab.experiments.cells import cell_identity
@@ -309,6 +310,65 @@ def test_dry_run_checks_the_first_cell_and_writes_nothing(base: Path, tmp_path: 
     typo = sweep(["--config", str(base), *GRID, "--out", str(out), "--dry_run", "--trainer.max_epocs", "2"],
                  cwd=tmp_path)
     assert typo.returncode == 2 and "max_epocs" in typo.stderr and not out.exists()
+
+
+def test_the_configuration_check_runs_in_a_cell_server_and_the_sweep_never_imports_lightning(
+        base: Path, tmp_path: Path) -> None:
+    """A sweep checks its first cell in a child of slot 0's cell server (``--launcher fresh``: in a process of its
+    own): a refusal comes back as one line, the first cell runs on that server, and the sweep process itself never
+    imports Lightning."""
+    out = tmp_path / "sweep"
+    common = ["--config", str(base), "--grid", "model.optimizer.lr=0.1", "--out", str(out), "--no_report"]
+    typo = ["--trainer.max_epocs", "2"]
+    calls = [[*common, *typo], [*common, *typo, "--launcher", "fresh"], common]
+    code = ("import sys\nfrom wdlab.cli.sweep import main\n"
+            f"codes = [main(args) for args in {calls!r}]\n"
+            "print(codes, sorted(m for m in ('lightning', 'torchmetrics', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2, 2, 0] []", done.stdout + done.stderr
+    refusals = [line for line in done.stderr.splitlines() if line.startswith("wdlab sweep: error:")]
+    assert len(refusals) == 2 and all("the cells' configuration is invalid" in line and "max_epocs" in line
+                                      for line in refusals), done.stderr
+    assert [row["state"] for row in results(out)] == ["complete"]
+    log = next(out.glob("lr_*/cell.log")).read_text()
+    assert "(forked from the cell server)" in log
+
+
+def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_process_behind(
+        base: Path, tmp_path: Path) -> None:
+    """The check's data preparation takes minutes here (as building a dataset cache can): Ctrl-C ends the sweep,
+    its cell server and the check at once, instead of waiting for the check to finish."""
+    out = tmp_path / "sweep"
+    slow = ["--data", "lightning_helpers.SlowToPrepare", "--data.init_args.seconds", "300"]
+    worker = subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, *slow, "--out",
+                               str(out)], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                             "PYTHONPATH": str(TESTS)},
+                              stderr=subprocess.PIPE, text=True)
+    machine: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(cell_processes(worker.pid)[0]) < 2 and time.monotonic() < deadline:  # the server and its check
+            time.sleep(0.05)
+        machine = cell_processes(worker.pid)[0]
+        assert len(machine) == 2, "the check never started in a child of the cell server"
+        time.sleep(8)  # the server has imported Lightning and the check is in prepare_data()
+        assert cell_processes(worker.pid)[0] == machine
+        worker.send_signal(signal.SIGINT)
+        _, stderr = worker.communicate(timeout=20)  # at once: not after the check (300 s) or close()'s 30 s wait
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for pid in machine:  # a failed test leaves no sleeping check behind either
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert worker.returncode == 130 and stderr.strip().splitlines()[-1] == "wdlab sweep: interrupted", stderr
+    time.sleep(0.5)
+    alive = [pid for pid in machine if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"left running after Ctrl-C: {alive}"
+    assert not out.exists()
 
 
 def test_a_missing_database_driver_names_the_package_to_install(base: Path, tmp_path: Path) -> None:

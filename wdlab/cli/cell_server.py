@@ -12,11 +12,18 @@ The server itself never runs torch code: no OpenMP or CUDA is initialized before
 process with running OpenMP threads or a CUDA context can hang). Its environment is the cells' (the sweep starts
 one server per slot with that slot's ``CUDA_VISIBLE_DEVICES`` / ``OMP_NUM_THREADS``).
 
-Protocol, one JSON object per line. Stdin: ``{"args": [...], "log": "PATH"}`` runs ``wdlab fit ARGS`` with stdout
-and stderr appended to ``PATH``. Stdout: ``{"pid": N}`` once the child exists, then ``{"pid": N, "returncode":
-R}`` when it has ended. End of stdin: the server exits.
+The sweep's configuration check (:func:`wdlab.cli.build.check_cell_builds`: the first cell's objects build, its
+data files are there) runs here too, in a child of the slot-0 server, before any cell: the sweep process itself then
+never imports Lightning, and the first cell starts on a server that has already imported it.
 
-    python -m wdlab.cli.cell_server      (started by ``wdlab sweep``; not a user command)
+Protocol, one JSON object per line. Stdin: ``{"args": [...], "log": "PATH"}`` runs ``wdlab fit ARGS`` with stdout
+and stderr appended to ``PATH``; ``{"check": true, "args": [...], "log": "PATH"}`` runs the check on the ``wdlab
+fit`` options ``ARGS`` instead (exit status 2 and a last line ``wdlab: error: REASON`` in the log when they do not
+build or their data files are missing). Stdout: ``{"pid": N}`` once the child exists, then ``{"pid": N,
+"returncode": R}`` when it has ended. End of stdin: the server exits.
+
+    python -m wdlab.cli.cell_server                 (started by ``wdlab sweep``; not a user command)
+    python -m wdlab.cli.cell_server --check ARGS    (the check in this process, for ``--launcher fresh``)
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-__all__ = ["preload", "serve"]
+__all__ = ["check", "preload", "serve"]
 
 
 def preload() -> None:
@@ -36,6 +43,15 @@ def preload() -> None:
     import lightning.pytorch  # noqa: F401  torch, torchmetrics and torchvision come with it
 
     import wdlab.cli.lightning  # noqa: F401
+
+
+def check(args: list[str]) -> int:
+    """The configuration check of a sweep's cells on the ``wdlab fit`` options ``args``: 0 when they build and
+    their data files are there, else 2 with ``wdlab: error: REASON`` on stderr."""
+    from wdlab.cli.build import ConfigError, check_cell_builds
+    from wdlab.cli.errors import report_errors
+
+    return report_errors("wdlab", (ConfigError,), lambda: check_cell_builds(args) or 0)
 
 
 def _run_child(request: dict[str, Any]) -> None:
@@ -53,9 +69,12 @@ def _run_child(request: dict[str, Any]) -> None:
         os.close(log)
         os.close(null)
         sys.argv = ["wdlab"]  # the arguments go to main(); LightningCLI warns when sys.argv holds them too
-        from wdlab.cli import main
+        if request.get("check"):
+            code = check(list(request["args"]))
+        else:
+            from wdlab.cli import main
 
-        code = main(["fit", *request["args"]])
+            code = main(["fit", *request["args"]])
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
     except BaseException:  # the cell's own failure, written to its log as a fresh process would write it
@@ -89,7 +108,10 @@ def serve(requests: TextIO, replies: TextIO) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--check"]:
+        return check(argv[1:])
     # the sweep stops cells itself (SIGTERM to each child); Ctrl-C in its terminal is not for this process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload()

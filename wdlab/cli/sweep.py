@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
-from wdlab.experiments.cells import LAUNCHERS
+from wdlab.experiments.cells import LAUNCHERS, cell_environment, make_launcher, visible_gpus
 from wdlab.experiments.grid import parse_seeds
 from wdlab.experiments.report import describe_pair, describe_panel, write_sweep_report
 from wdlab.experiments.results import REPORT_DIR, ResultsError
@@ -74,40 +74,6 @@ def split_passthrough(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str
     return args, passthrough
 
 
-def check_cells_build(spec: SweepSpec, prepare_data: bool = True) -> None:
-    """Build the first cell's model, datamodule and trainer in this process (nothing is trained).
-
-    A configuration error every cell shares (a typo, or a ``weight_decay`` grid on a config that sets
-    ``weight_decay_norm``) is found here, in one line, before the study records the sweep; so is a cell
-    configuration the sweep cannot read results from (no TensorBoard logger, no test after fit). With
-    ``prepare_data`` the datamodule's ``prepare_data()`` runs too, so that missing dataset files stop the sweep
-    here instead of failing every cell in turn (a cache it builds, e.g. ImageNet32x32's, is then built once).
-    """
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from wdlab.cli.build import ConfigError, build_from_options
-    from wdlab.data import DatasetError
-
-    options = spec.fit_args(spec.cells[0])
-    options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
-    try:
-        cli = build_from_options(options)
-    except ConfigError as error:
-        raise SweepError(f"the cells' configuration is invalid: {error}") from None
-    if not isinstance(cli.trainer.logger, TensorBoardLogger):
-        raise SweepError(
-            "the sweep reads each cell's results from its TensorBoard events: set trainer.logger to "
-            "lightning.pytorch.loggers.TensorBoardLogger (wdlab's default)"
-        )
-    if cli.config.get("test_after_fit") is False:
-        raise SweepError("the sweep's results are the cells' test errors: drop --test_after_fit false")
-    if prepare_data and cli.datamodule is not None:
-        try:
-            cli.datamodule.prepare_data()
-        except (DatasetError, OSError) as error:
-            raise SweepError(f"the cells' data cannot be read: {error}") from None
-
-
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
     args, passthrough = split_passthrough(argv)
@@ -135,14 +101,34 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
         path = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period).write_results()
         print(f"wdlab sweep: results of the cells so far in {path}", file=sys.stderr)
         return 0
-    check_cells_build(spec, prepare_data=not args.dry_run)  # a dry run writes nothing, not even a cache
-    if args.dry_run:
+    options = spec.fit_args(spec.cells[0])
+    options = options[: options.index("--ckpt_path")]  # a 'fit' argument, not an option of the objects
+    if args.dry_run:  # nothing runs after the check: here, in this process (no data prepared: it writes nothing)
+        from wdlab.cli.build import ConfigError, check_cell_builds
+
+        try:
+            check_cell_builds(options, prepare_data=False)
+        except ConfigError as error:
+            raise SweepError(str(error)) from None
         print(f"wdlab sweep: {len(spec.cells)} cells ({len(spec.cells) // len(spec.seeds)} grid points x "
               f"{len(spec.seeds)} seeds) into {spec.out}; the first cell's configuration builds. The first cell:\n"
               f"  wdlab fit {shlex.join(spec.fit_args(spec.cells[0]))}", file=sys.stderr)
         return 0
-    sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period, args.launcher)
-    counts = sweep.run(progress=progress)
+    # The first cell's objects are built and its data files found before the study records anything, in a child of
+    # slot 0's cell server: this process never imports Lightning, and the first cell finds the server started.
+    try:
+        launcher = make_launcher(args.launcher, cell_environment(visible_gpus(), 0, args.jobs))
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    try:
+        reason = launcher.check(options)
+        if reason is not None:
+            raise SweepError(reason)
+        sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period, args.launcher,
+                      first_launcher=launcher)
+        counts = sweep.run(progress=progress)
+    finally:
+        launcher.close()  # slot 0 has closed it already unless the sweep stopped before its cells
     results = sweep.write_results()
     print(f"wdlab sweep: {counts['complete']}/{len(spec.cells)} cells done, {counts['failed']} failed, "
           f"{counts['running']} running elsewhere; results in {results}", file=sys.stderr)

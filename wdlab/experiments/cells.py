@@ -19,6 +19,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -157,11 +158,48 @@ def run_cell(command: Sequence[str], run_dir: Path, env: dict[str, str], stop: t
     return process.returncode, time.monotonic() - start
 
 
+CHECK_ERROR = "wdlab: error: "
+
+
+def _check_outcome(log: Path, returncode: int) -> str | None:
+    """What a configuration check left in its ``log``: ``None`` when the cells build, else the reason on one line.
+
+    The log is removed unless the check ended without its own error line (a crash): then the reason names it."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    reason = next((line.removeprefix(CHECK_ERROR) for line in reversed(lines) if line.startswith(CHECK_ERROR)), None)
+    if returncode == 0 or reason is not None:
+        log.unlink(missing_ok=True)
+        return None if returncode == 0 else reason
+    return f"the check of the cells' configuration failed: {error_from_log(log, returncode)} (its log: {log})"
+
+
+def _check_log() -> Path:
+    """A new file for a configuration check's output (before the check, the sweep's folder may not exist)."""
+    handle, name = tempfile.mkstemp(prefix="wdlab-sweep-check-", suffix=".log")
+    os.close(handle)
+    return Path(name)
+
+
 class FreshProcesses:
     """Each cell a new ``python -m wdlab fit`` process (:func:`run_cell`)."""
 
+    SERVER = ("-m", "wdlab.cli.cell_server")
+
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+
+    def check(self, fit_options: Sequence[str]) -> str | None:
+        """The cells' configuration check (the cell server's ``--check``) in a new process: ``None`` when the
+        cell with the ``wdlab fit`` options ``fit_options`` builds and its data files are there, else the reason
+        on one line."""
+        log = _check_log()
+        with log.open("ab") as handle:
+            command = [sys.executable, *self.SERVER, "--check", *fit_options]
+            returncode = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=self.env).returncode
+        return _check_outcome(log, returncode)
 
     def run(self, fit_args: Sequence[str], run_dir: Path, stop: threading.Event) -> tuple[int, float]:
         return run_cell([sys.executable, "-m", "wdlab", "fit", *fit_args], run_dir, self.env, stop)
@@ -183,6 +221,7 @@ class PreloadedProcesses:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.server: subprocess.Popen[str] | None = None
+        self.child: int | None = None  # the pid of the server's child while a request runs
 
     def _reply(self, stop: threading.Event, pid: int | None) -> dict[str, Any]:
         """The server's next reply line; SIGTERM to the cell ``pid`` on every wait while ``stop`` is set."""
@@ -203,27 +242,60 @@ class PreloadedProcesses:
                                      "during the cell; re-run the sweep to run it again")
                 return json.loads(line)
 
-    def run(self, fit_args: Sequence[str], run_dir: Path, stop: threading.Event) -> tuple[int, float]:
+    def _request(self, request: dict[str, Any], stop: threading.Event) -> int:
+        """Send ``request`` to the server (started if it is not running) -> the exit status of its child."""
         if self.server is None or self.server.poll() is not None:
             # its own session: Ctrl-C in the sweep's terminal does not reach the server or its cells
             self.server = subprocess.Popen([sys.executable, *self.SERVER], stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, env=self.env, text=True, start_new_session=True)
         assert self.server.stdin is not None
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        self.child = int(self._reply(stop, None)["pid"])
+        returncode = int(self._reply(stop, self.child)["returncode"])
+        self.child = None
+        return returncode
+
+    def check(self, fit_options: Sequence[str]) -> str | None:
+        """The cells' configuration check in a child of this slot's server (which the first cell then finds
+        started): ``None`` when the cell with the ``wdlab fit`` options ``fit_options`` builds and its data files
+        are there, else the reason on one line. Interrupted (Ctrl-C), it stops the check and the server before it
+        raises."""
+        log = _check_log()
+        stop = threading.Event()
+        try:
+            returncode = self._request({"check": True, "args": list(fit_options), "log": str(log)}, stop)
+        except CellFailed as error:
+            log.unlink(missing_ok=True)
+            return f"the check of the cells' configuration failed: {error}"
+        except BaseException:
+            self.close(kill=True)
+            log.unlink(missing_ok=True)
+            raise
+        return _check_outcome(log, returncode)
+
+    def run(self, fit_args: Sequence[str], run_dir: Path, stop: threading.Event) -> tuple[int, float]:
         start = time.monotonic()
         log_path = run_dir / CELL_LOG
         with log_path.open("ab") as log:
             _log_command(log, self.env, ["(forked from the cell server)", "wdlab", "fit", *fit_args])
-        self.server.stdin.write(json.dumps({"args": list(fit_args), "log": str(log_path.resolve())}) + "\n")
-        self.server.stdin.flush()
-        pid = int(self._reply(stop, None)["pid"])
-        returncode = int(self._reply(stop, pid)["returncode"])
+        returncode = self._request({"args": list(fit_args), "log": str(log_path.resolve())}, stop)
         return returncode, time.monotonic() - start
 
-    def close(self) -> None:
-        """End the server (end of its stdin); it has no cell running between two :meth:`run` calls."""
+    def close(self, kill: bool = False) -> None:
+        """End the server (end of its stdin); it has no cell running between two :meth:`run` calls. ``kill``: the
+        server's whole session at once (its child too), for a request that is abandoned midway."""
         if self.server is None:
             return
         server, self.server = self.server, None
+        if kill:  # the child first (a session of its own), then the server
+            for pid in (self.child, server.pid):
+                try:
+                    if pid is not None:
+                        os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.child = None
         try:
             if server.stdin is not None:
                 server.stdin.close()

@@ -97,10 +97,13 @@ class Sweep:
     """One worker of a sweep: runs queued cells until none is left or it is stopped."""
 
     def __init__(self, spec: SweepSpec, storage: str | None, study_name: str | None, jobs: int, grace_period: int,
-                 launcher: str = "preloaded"):
+                 launcher: str = "preloaded", first_launcher: FreshProcesses | PreloadedProcesses | None = None):
+        """``first_launcher``: slot 0's launcher, already started (e.g. by the configuration check); the slot
+        closes it when it ends."""
         self.spec = spec
         self.jobs = jobs
         self.launcher = launcher
+        self.first_launcher = first_launcher
         self.stop_event = threading.Event()
         self.stop_signal: int | None = None
         self.lock = threading.Lock()
@@ -304,7 +307,8 @@ class Sweep:
         return True
 
     def _work(self, slot: int, report: Any, errors: list[BaseException]) -> None:
-        launcher = make_launcher(self.launcher, cell_environment(self.gpus, slot, self.jobs))
+        launcher = (self.first_launcher if slot == 0 and self.first_launcher is not None
+                    else make_launcher(self.launcher, cell_environment(self.gpus, slot, self.jobs)))
         try:
             while not self.stop_event.is_set():
                 claimed = self.claim()
