@@ -493,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line.text())
     write_summary(args.docs / "round2_summary.csv", lines)
     print(f"wrote {args.docs / 'round2_summary.csv'}")
+    # run as a script, this module is __main__: figures_round2's "import summarize_round2" gets it, not a second copy
+    sys.modules.setdefault("summarize_round2", sys.modules[__name__])
     import figures_round2  # here, not above: it imports this script's readers
 
     figures_round2.write_figures(args.docs, args.docs / "figures", lines)
