@@ -158,6 +158,9 @@ def run_cell(command: Sequence[str], run_dir: Path, env: dict[str, str], stop: t
     return process.returncode, time.monotonic() - start
 
 
+#: how a cell server starts (by name: the experiments layer does not import the command line)
+CELL_SERVER = ("-m", "wdlab.cli.cell_server")
+#: the start of the line a configuration check that refuses the cells ends its log with
 CHECK_ERROR = "wdlab: error: "
 
 
@@ -186,8 +189,6 @@ def _check_log() -> Path:
 class FreshProcesses:
     """Each cell a new ``python -m wdlab fit`` process (:func:`run_cell`)."""
 
-    SERVER = ("-m", "wdlab.cli.cell_server")
-
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
@@ -197,7 +198,7 @@ class FreshProcesses:
         on one line."""
         log = _check_log()
         with log.open("ab") as handle:
-            command = [sys.executable, *self.SERVER, "--check", *fit_options]
+            command = [sys.executable, *CELL_SERVER, "--check", *fit_options]
             returncode = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=self.env).returncode
         return _check_outcome(log, returncode)
 
@@ -216,7 +217,7 @@ class PreloadedProcesses:
     computes what a fresh process computes, without the seconds of imports.
     """
 
-    SERVER = ("-m", "wdlab.cli.cell_server")
+    SERVER = CELL_SERVER
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
