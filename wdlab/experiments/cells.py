@@ -168,15 +168,11 @@ def _check_outcome(log: Path, returncode: int) -> str | None:
     """What a configuration check left in its ``log``: ``None`` when the cells build, else the reason on one line.
 
     The log is removed unless the check ended without its own error line (a crash): then the reason names it."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    reason = next((line.removeprefix(CHECK_ERROR) for line in reversed(lines) if line.startswith(CHECK_ERROR)), None)
-    if returncode == 0 or reason is not None:
+    line = error_from_log(log, returncode) if returncode else None
+    if line is None or line.startswith(CHECK_ERROR):
         log.unlink(missing_ok=True)
-        return None if returncode == 0 else reason
-    return f"the check of the cells' configuration failed: {error_from_log(log, returncode)} (its log: {log})"
+        return None if line is None else line.removeprefix(CHECK_ERROR)
+    return f"the check of the cells' configuration failed: {line} (its log: {log})"
 
 
 def _check_log() -> Path:
