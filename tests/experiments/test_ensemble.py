@@ -130,6 +130,28 @@ def test_table_snapshots_in_order_and_ensembles_match_an_independent_computation
     assert [r["period"] for r in rows[:3]] == ["0", "1", "2"]
 
 
+@pytest.mark.parametrize("limit", ["2", "0.5"])
+def test_limit_batches_evaluates_the_first_batches_of_the_split(limit, run, capsys):
+    """2 batches, or half of the 4 batches of 32: the first 64 test images, for every snapshot and ensemble."""
+    argv = ["--config", CONFIG, "--snapshots", str(run.snapshots), *DATA, "--device", "cpu", "--batch_size", "32",
+            "--limit_batches", limit]
+    assert run_ensemble(argv) == 0
+    out = capsys.readouterr().out
+    assert f"test split: 64 images (--limit_batches {limit}: not the whole split)" in out
+    table = _table(out)
+    first = [probs[:64] for probs in run.probs]
+    for name, probs in zip(NAMES, first, strict=True):
+        assert table[name][2] == _pct(_wrong(probs, run.labels[:64], 1), 64), name
+    mean = torch.stack(first).mean(dim=0)
+    assert table["ensemble of last 3"][2] == _pct(_wrong(mean, run.labels[:64], 1), 64)
+
+
+@pytest.mark.parametrize("limit", ["0", "1.5", "-2", "all"])
+def test_a_bad_limit_batches_is_a_usage_error(limit, run, capsys):
+    assert run_ensemble(["--snapshots", str(run.snapshots), "--limit_batches", limit]) == 2
+    assert "--limit_batches: must be a" in capsys.readouterr().err
+
+
 def test_a_list_of_files_is_ordered_by_the_checkpoints_own_epoch_and_step(run, capsys):
     # Lightning's names (snap-epoch=0 is 0-based, no "epoch-<e>"): ordered by checkpoint["epoch"] + 1, global_step.
     files = [str(run.raw[i]) for i in (2, 0, 1)]

@@ -17,7 +17,8 @@ from paths import REPO, TESTS
 from sweep_helpers import BASE, GRID, cell_processes, results, sweep
 
 from wdlab.cli.sweep import split_passthrough
-from wdlab.experiments.cells import cell_identity
+from wdlab.experiments import cells
+from wdlab.experiments.cells import GPU_DEVICE_FILES, cell_identity, may_have_gpus, visible_gpus
 from wdlab.experiments.results import read_results, read_scalars, write_results
 from wdlab.experiments.sweep import SweepError, SweepSpec, grid_preset, parse_grid, parse_value
 
@@ -316,24 +317,42 @@ def test_the_configuration_check_runs_in_a_cell_server_and_the_sweep_never_impor
         base: Path, tmp_path: Path) -> None:
     """A sweep checks its first cell in a child of slot 0's cell server (``--launcher fresh``: in a process of its
     own): a refusal comes back as one line, the first cell runs on that server, and the sweep process itself never
-    imports Lightning."""
+    imports Lightning, nor torch on a machine without GPU device files (the check reports the optimizer registry
+    the cells' rows are described with)."""
     out = tmp_path / "sweep"
     common = ["--config", str(base), "--grid", "model.optimizer.lr=0.1", "--out", str(out), "--no_report"]
     typo = ["--trainer.max_epocs", "2"]
     calls = [[*common, *typo], [*common, *typo, "--launcher", "fresh"], common]
     code = ("import sys\nfrom wdlab.cli.sweep import main\n"
             f"codes = [main(args) for args in {calls!r}]\n"
-            "print(codes, sorted(m for m in ('lightning', 'torchmetrics', 'torchvision') if m in sys.modules))")
+            "heavy = ('lightning', 'torchmetrics', 'torchvision', 'torch')\n"
+            "print(codes, sorted(m for m in heavy if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[2, 2, 0] []", done.stdout + done.stderr
+    counted_gpus = ["torch"] if may_have_gpus() and "CUDA_VISIBLE_DEVICES" not in os.environ else []
+    assert done.stdout.strip() == f"[2, 2, 0] {counted_gpus}", done.stdout + done.stderr
     refusals = [line for line in done.stderr.splitlines() if line.startswith("wdlab sweep: error:")]
     assert len(refusals) == 2 and all("the cells' configuration is invalid" in line and "max_epocs" in line
                                       for line in refusals), done.stderr
-    assert [row["state"] for row in results(out)] == ["complete"]
+    (row,) = results(out)
+    assert (row["state"], row["optimizer"], row["decoupled"], row["decay_scaling"]) == ("complete", "sgdw", "1",
+                                                                                       "schedule"), row
     log = next(out.glob("lr_*/cell.log")).read_text()
     assert "(forked from the cell server)" in log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the device-file rule is Linux's")
+@pytest.mark.parametrize("device_file", [None, *GPU_DEVICE_FILES])
+def test_gpus_are_counted_by_torch_only_where_a_gpu_device_file_exists(device_file, tmp_path, monkeypatch):
+    import torch
+
+    if device_file is not None:
+        (tmp_path / device_file).touch()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(cells, "may_have_gpus", lambda: may_have_gpus(tmp_path))
+    assert visible_gpus() == ([] if device_file is None else ["0", "1"])
 
 
 def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_process_behind(

@@ -19,6 +19,7 @@ from tiny_runs import QUIET, builtin_data
 
 from wdlab.cli import build_cli, main
 from wdlab.experiments.results import read_scalars
+from wdlab.training.evaluation import limited_batches
 
 pytestmark = pytest.mark.trains
 
@@ -257,6 +258,20 @@ def test_a_config_files_optimizer_key_is_unset_with_null(in_tmp):
                  "--trainer.fast_dev_run", "true"]) == 2
 
 
+@pytest.mark.parametrize(("limit", "batches"), [(2, 2), (100, 8), (1, 1), (1.0, 8), (0.5, 4), (0.3, 2), (0, 0),
+                                               (0.0, 0), (2.0, 2), (8.0, 8)])
+def test_limited_batches_follows_lightnings_limit_rule(limit, batches):
+    """An int counts batches (1 is one batch), a float in [0, 1] is a fraction (1.0 is all), an integral float above
+    1 counts batches (what LightningCLI hands the Trainer for "--trainer.limit_test_batches 2")."""
+    assert limited_batches(8, limit) == batches
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, True, "2", 0.1])
+def test_limited_batches_refuses_a_limit_that_is_not_one(limit):
+    with pytest.raises(ValueError, match="batch limit"):
+        limited_batches(8, limit)  # 0.1 of 8 batches: less than one batch
+
+
 def test_test_curve_logs_the_test_error_at_every_validation_of_a_run_with_a_held_out_split(in_tmp, capsys):
     """With val_split, val/err is the held-out error; TestCurve adds test/err at each validation, computed on the
     whole test set outside Lightning's loops: its last value is the final test pass's (Lightning's test loop)."""
@@ -271,6 +286,12 @@ def test_test_curve_logs_the_test_error_at_every_validation_of_a_run_with_a_held
     assert scalars["test/err"][-1][0] >= val_steps[-1]
     assert curve[-1][1] == pytest.approx(scalars["test/err"][-1][1], abs=1e-6)
     assert [v for _, v in curve] != [v for _, v in scalars["val/err"]]  # the test set, not the held-out split
+    # trainer.limit_test_batches applies to the curve as to Lightning's test loop: 2 of the 8 batches of 32
+    limited = ["--trainer.limit_test_batches", "2", "--data.init_args.eval_batch_size", "32"]
+    assert main([*run, *held_out, *limited, "--trainer.logger.init_args.name", "lim", curve_callback]) == 0
+    short = read_scalars(_run_dir(in_tmp, "lim"))["test/err"]
+    assert short[-2][1] == pytest.approx(short[-1][1], abs=1e-6)
+    assert short[-1][1] != pytest.approx(scalars["test/err"][-1][1], abs=1e-6)  # 64 images, not the 256
     # without it, one test/err after training: the curve is the callback's
     assert main([*run, *held_out, "--trainer.logger.init_args.name", "plain"]) == 0
     assert len(read_scalars(_run_dir(in_tmp, "plain"))["test/err"]) == 1

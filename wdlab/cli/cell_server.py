@@ -19,8 +19,9 @@ never imports Lightning, and the first cell starts on a server that has already 
 Protocol, one JSON object per line. Stdin: ``{"args": [...], "log": "PATH"}`` runs ``wdlab fit ARGS`` with stdout
 and stderr appended to ``PATH``; ``{"check": true, "args": [...], "log": "PATH"}`` runs the check on the ``wdlab
 fit`` options ``ARGS`` instead (exit status 2 and a last line ``wdlab: error: REASON`` in the log when they do not
-build or their data files are missing). Stdout: ``{"pid": N}`` once the child exists, then ``{"pid": N,
-"returncode": R}`` when it has ended. End of stdin: the server exits.
+build or their data files are missing; else a last line with the optimizer registry the cells see). Stdout:
+``{"pid": N}`` once the child exists, then ``{"pid": N, "returncode": R}`` when it has ended. End of stdin: the
+server exits.
 
     python -m wdlab.cli.cell_server                 (started by ``wdlab sweep``; not a user command)
     python -m wdlab.cli.cell_server --check ARGS    (the check in this process, for ``--launcher fresh``)
@@ -47,11 +48,19 @@ def preload() -> None:
 
 def check(args: list[str]) -> int:
     """The configuration check of a sweep's cells on the ``wdlab fit`` options ``args``: 0 when they build and
-    their data files are there, else 2 with ``wdlab: error: REASON`` on stderr."""
+    their data files are there, with a last line on stdout giving the optimizer registry the cells see
+    (``CHECK_FACTS`` and :func:`~wdlab.experiments.cells.optimizer_facts` as JSON, read by the sweep instead of
+    importing torch itself); else 2 with ``wdlab: error: REASON`` on stderr."""
     from wdlab.cli.build import ConfigError, check_cell_builds
     from wdlab.cli.errors import report_errors
+    from wdlab.experiments.cells import CHECK_FACTS, optimizer_facts
 
-    return report_errors("wdlab", (ConfigError,), lambda: check_cell_builds(args) or 0)
+    def checked() -> int:
+        check_cell_builds(args)
+        print(CHECK_FACTS + json.dumps(optimizer_facts()), flush=True)  # after the build: its plug-ins loaded
+        return 0
+
+    return report_errors("wdlab", (ConfigError,), checked)
 
 
 def _run_child(request: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import shutil
 import sys
@@ -158,8 +159,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="evaluation batch size (default: the datamodule's eval_batch_size)",
     )
+    parser.add_argument(
+        "--limit_batches",
+        type=_batch_limit,
+        default=1.0,
+        metavar="N",
+        help="evaluate the first N batches of the split (an integer), or that fraction of them (a number in (0, 1]); "
+        "Lightning's limit_test_batches rule, for a quick look or to match a run tested on fewer batches "
+        "(default: 1.0, every batch)",
+    )
     parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also write the table as CSV")
     return parser
+
+
+def _batch_limit(text: str) -> int | float:
+    """``--limit_batches``: "2" (or "2.0") is two batches, "0.25" a quarter of them, "1.0" every batch."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of batches or a fraction in (0, 1], got {text!r}")
+    if value.is_integer() and (value > 1 or "." not in text):
+        return int(value)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of batches or a fraction in (0, 1], got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -202,13 +227,15 @@ def _main(argv: Sequence[str]) -> int:
         setattr(datamodule, attribute, args.batch_size)
 
     try:
-        singles, ensembles = evaluate_snapshots(infos, model, datamodule, args.split, device)
+        singles, ensembles = evaluate_snapshots(infos, model, datamodule, args.split, device, args.limit_batches)
     except torch.cuda.OutOfMemoryError:
         raise _OutOfMemory("out of GPU memory; pass a smaller --batch_size") from None
     rows = [*singles, *ensembles]
     num_classes = int(datamodule.num_classes)
+    limited = "" if args.limit_batches == 1.0 and isinstance(args.limit_batches, float) else (
+        f" (--limit_batches {args.limit_batches}: not the whole split)")
     print(
-        f"{args.split} split: {singles[0].num_examples} images, {num_classes} classes; "
+        f"{args.split} split: {singles[0].num_examples} images{limited}, {num_classes} classes; "
         f"{len(singles)} snapshots evaluated on {device.type}"
     )
     print(format_table(rows, top5=min(5, num_classes)))

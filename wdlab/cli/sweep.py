@@ -115,17 +115,19 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
               f"  wdlab fit {shlex.join(spec.fit_args(spec.cells[0]))}", file=sys.stderr)
         return 0
     # The first cell's objects are built and its data files found before the study records anything, in a child of
-    # slot 0's cell server: this process never imports Lightning, and the first cell finds the server started.
+    # slot 0's cell server: this process never imports Lightning (nor torch: the check reports the optimizer
+    # registry, and a machine without GPU device files has no GPU to count), and the first cell finds the server
+    # started.
     try:
         launcher = make_launcher(args.launcher, cell_environment(visible_gpus(), 0, args.jobs))
     except ValueError as error:
         raise SweepError(str(error)) from None
     try:
-        reason = launcher.check(options)
-        if reason is not None:
-            raise SweepError(reason)
+        checked = launcher.check(options)
+        if checked.reason is not None:
+            raise SweepError(checked.reason)
         sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period, args.launcher,
-                      first_launcher=launcher)
+                      first_launcher=launcher, optimizers=checked.optimizers)
         counts = sweep.run(progress=progress)
     finally:
         launcher.close()  # slot 0 has closed it already unless the sweep stopped before its cells

@@ -2,7 +2,9 @@
 
 * :func:`cell_identity`: the cell's optimizer registry entry, resolved from the merged configs, the
   pass-through options and its grid values when the cell is created: ``optimizer``, ``decoupled``,
-  ``decay_scaling`` (recorded on its trial, so a failed or pending cell's row still says what it is).
+  ``decay_scaling`` (recorded on its trial, so a failed or pending cell's row still says what it is). The entries'
+  flags come from the registry the cells see (:func:`optimizer_facts`, reported by the configuration check), so
+  the sweep process itself need not import torch.
 * :func:`cell_environment`: its placement: one visible GPU per slot in turn, else ``cores / jobs`` threads.
 * :func:`run_cell`: the process, in its own session, logged to ``cell.log``, stopped with SIGTERM;
   :class:`FreshProcesses` starts each cell as a new ``python -m wdlab fit``, :class:`PreloadedProcesses` forks it
@@ -37,15 +39,19 @@ OPTIMIZER_KEY = "model.optimizer"
 
 __all__ = [
     "CELL_LOG",
+    "GPU_DEVICE_FILES",
     "LAUNCHERS",
     "CellFailed",
     "CellResult",
+    "CheckOutcome",
     "FreshProcesses",
     "PreloadedProcesses",
     "cell_environment",
     "cell_identity",
     "error_from_log",
     "make_launcher",
+    "may_have_gpus",
+    "optimizer_facts",
     "read_cell_result",
     "run_cell",
     "visible_gpus",
@@ -86,32 +92,63 @@ def optimizer_options(spec: SweepSpec, cell: tuple[Any, ...]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def cell_identity(spec: SweepSpec, cell: tuple[Any, ...]) -> dict[str, Any]:
+def optimizer_facts() -> dict[str, dict[str, Any]]:
+    """``{name: {"decoupled": flag, "decay_scaling": default}}`` of every entry of :data:`wdlab.optim.REGISTRY`
+    (built-in and plug-in): what :func:`cell_identity` needs of the registry, as JSON. Imports torch."""
+    from wdlab.optim import REGISTRY
+
+    return {name: {"decoupled": entry.decoupled, "decay_scaling": entry.decay_scaling}
+            for name, entry in REGISTRY.items()}
+
+
+def cell_identity(spec: SweepSpec, cell: tuple[Any, ...],
+                  facts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """``optimizer`` (registry name), ``decoupled`` (the entry's flag) and ``decay_scaling`` of a cell.
 
-    A name missing from the configs or from :data:`wdlab.optim.REGISTRY` leaves the flag and the scaling
+    ``facts``: the registry's entries as :func:`optimizer_facts` gives them (default: this process's registry,
+    which imports torch). A name missing from the configs or from the registry leaves the flag and the scaling
     out (unknown); an L2 entry has no decay scaling.
     """
-    from wdlab.optim import REGISTRY  # loads torch: only when cells are created or their rows written
-
     options = optimizer_options(spec, cell)
     name = options.get("name")
-    entry = REGISTRY.get(name) if isinstance(name, str) else None
+    entry = None
+    if isinstance(name, str):
+        entry = (optimizer_facts() if facts is None else facts).get(name)
     identity: dict[str, Any] = {"optimizer": name} if isinstance(name, str) else {}
     if entry is not None:
-        identity["decoupled"] = entry.decoupled
-        scaling = options.get("decay_scaling", entry.decay_scaling) if entry.decoupled else None
+        identity["decoupled"] = entry["decoupled"]
+        scaling = options.get("decay_scaling", entry["decay_scaling"]) if entry["decoupled"] else None
         if scaling is not None:
             identity["decay_scaling"] = scaling
     return identity
 
 
 # -- where it runs ---------------------------------------------------------------------------------
+#: device files without which no process of this machine can open a GPU through torch.cuda: NVIDIA's driver, ROCm's
+#: kernel driver, WSL2's GPU paravirtualization
+GPU_DEVICE_FILES = ("nvidiactl", "nvidia0", "kfd", "dxg")
+
+
+def may_have_gpus(dev: Path = Path("/dev")) -> bool:
+    """False when this machine certainly has no GPU torch.cuda could use: Linux without any of
+    :data:`GPU_DEVICE_FILES` in ``dev``, or macOS (no CUDA). Then nobody needs to import torch to count them."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any((dev / name).exists() for name in GPU_DEVICE_FILES)
+    return True
+
+
 def visible_gpus() -> list[str]:
-    """The GPU ids this process may use (``CUDA_VISIBLE_DEVICES`` if set, else every device)."""
+    """The GPU ids this process may use (``CUDA_VISIBLE_DEVICES`` if set, else every device).
+
+    torch counts them, unless :func:`may_have_gpus` says there is none: a sweep on a CPU machine never imports
+    torch in its own process (2 s of a sweep's start)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    if not may_have_gpus():
+        return []
     try:
         import torch
 
@@ -164,15 +201,35 @@ CELL_SERVER = ("-m", "wdlab.cli.cell_server")
 CHECK_ERROR = "wdlab: error: "
 
 
-def _check_outcome(log: Path, returncode: int) -> str | None:
-    """What a configuration check left in its ``log``: ``None`` when the cells build, else the reason on one line.
+#: the start of the line a configuration check that passes ends its log with: then :func:`optimizer_facts`, as JSON
+CHECK_FACTS = "wdlab-sweep-check: optimizers "
 
-    The log is removed unless the check ended without its own error line (a crash): then the reason names it."""
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """A configuration check's answer: ``reason`` (one line) when the cells do not build, else ``None`` and the
+    cells' optimizer registry (:func:`optimizer_facts`)."""
+
+    reason: str | None
+    optimizers: dict[str, dict[str, Any]] | None = None
+
+
+def _check_outcome(log: Path, returncode: int) -> CheckOutcome:
+    """What a configuration check left in its ``log``.
+
+    The log is removed unless the check ended without its own error line or, passing, without its registry line
+    (a crash): then the reason names the log."""
     line = error_from_log(log, returncode) if returncode else None
-    if line is None or line.startswith(CHECK_ERROR):
+    if line is None:
+        facts = [text for text in log.read_text(errors="replace").splitlines() if text.startswith(CHECK_FACTS)]
+        if facts:
+            log.unlink(missing_ok=True)
+            return CheckOutcome(None, json.loads(facts[-1].removeprefix(CHECK_FACTS)))
+        line = "it ended without its report"
+    elif line.startswith(CHECK_ERROR):
         log.unlink(missing_ok=True)
-        return None if line is None else line.removeprefix(CHECK_ERROR)
-    return f"the check of the cells' configuration failed: {line} (its log: {log})"
+        return CheckOutcome(line.removeprefix(CHECK_ERROR))
+    return CheckOutcome(f"the check of the cells' configuration failed: {line} (its log: {log})")
 
 
 def _check_log() -> Path:
@@ -188,10 +245,9 @@ class FreshProcesses:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def check(self, fit_options: Sequence[str]) -> str | None:
-        """The cells' configuration check (the cell server's ``--check``) in a new process: ``None`` when the
-        cell with the ``wdlab fit`` options ``fit_options`` builds and its data files are there, else the reason
-        on one line."""
+    def check(self, fit_options: Sequence[str]) -> CheckOutcome:
+        """The cells' configuration check (the cell server's ``--check``) in a new process: whether the cell with
+        the ``wdlab fit`` options ``fit_options`` builds and its data files are there (:class:`CheckOutcome`)."""
         log = _check_log()
         with log.open("ab") as handle:
             command = [sys.executable, *CELL_SERVER, "--check", *fit_options]
@@ -253,18 +309,17 @@ class PreloadedProcesses:
         self.child = None
         return returncode
 
-    def check(self, fit_options: Sequence[str]) -> str | None:
+    def check(self, fit_options: Sequence[str]) -> CheckOutcome:
         """The cells' configuration check in a child of this slot's server (which the first cell then finds
-        started): ``None`` when the cell with the ``wdlab fit`` options ``fit_options`` builds and its data files
-        are there, else the reason on one line. Interrupted (Ctrl-C), it stops the check and the server before it
-        raises."""
+        started): whether the cell with the ``wdlab fit`` options ``fit_options`` builds and its data files are
+        there (:class:`CheckOutcome`). Interrupted (Ctrl-C), it stops the check and the server before it raises."""
         log = _check_log()
         stop = threading.Event()
         try:
             returncode = self._request({"check": True, "args": list(fit_options), "log": str(log)}, stop)
         except CellFailed as error:
             log.unlink(missing_ok=True)
-            return f"the check of the cells' configuration failed: {error}"
+            return CheckOutcome(f"the check of the cells' configuration failed: {error}")
         except BaseException:
             self.close(kill=True)
             log.unlink(missing_ok=True)

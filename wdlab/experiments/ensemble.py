@@ -30,7 +30,7 @@ import torch
 
 from wdlab._io import atomic_write
 from wdlab.training.checkpoints import CheckpointError, check_weights_fit, shapes_of
-from wdlab.training.evaluation import split_outputs, topk_correct
+from wdlab.training.evaluation import limited_batches, split_outputs, topk_correct
 from wdlab.training.fastpaths import resolve_channels_last
 
 __all__ = [
@@ -250,12 +250,16 @@ def _predict(
     num_classes: int,
     info: SnapshotInfo,
     progress: str,
+    num_batches: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities (float32, CPU, N x classes) and labels of one snapshot on the whole split."""
+    """Softmax probabilities (float32, CPU, N x classes) and labels of one snapshot on the first ``num_batches``
+    batches of the split (None: every batch)."""
     from tqdm.auto import tqdm
 
     probs, labels = [], []
-    batches = tqdm(loader, desc=progress, leave=False, file=sys.stderr, disable=None, dynamic_ncols=True)
+    total = num_batches if num_batches is not None else len(loader) if hasattr(loader, "__len__") else None
+    batches = tqdm(itertools.islice(loader, num_batches), total=total, desc=progress, leave=False,
+                   file=sys.stderr, disable=None, dynamic_ncols=True)
     for logits, y in split_outputs(net, batches, device, transform):
         if logits.ndim != 2 or logits.shape[1] != num_classes:
             raise EnsembleError(
@@ -280,14 +284,19 @@ def evaluate_snapshots(
     datamodule: Any,
     split: str,
     device: torch.device,
+    limit_batches: int | float = 1.0,
 ) -> tuple[list[ResultRow], list[ResultRow]]:
-    """Per-snapshot rows (in training order) and ensemble-of-last-k rows (k = 1..n).
+    """Per-snapshot rows (in training order) and ensemble-of-last-k rows (k = 1..n), on the whole split or on its
+    first batches (``limit_batches``: a number of batches or a fraction, Lightning's rule,
+    :func:`~wdlab.training.evaluation.limited_batches`).
 
     The snapshots are evaluated latest first, so the ensembles are running sums of softmax outputs
     (only one N x classes sum is kept in memory, however many snapshots there are).
     """
     num_classes = int(datamodule.num_classes)
     loader = _loader(datamodule, split)
+    every = isinstance(limit_batches, float) and limit_batches == 1.0  # an int 1 is one batch
+    num_batches = None if every else limited_batches(len(loader), limit_batches)
     transform = _transform(datamodule)
     channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
     model.num_classes = num_classes
@@ -304,7 +313,8 @@ def evaluate_snapshots(
         del checkpoint
         net = model.net.to(memory_format=torch.channels_last) if channels_last else model.net
         net.eval()
-        probs, labels = _predict(net, loader, transform, device, num_classes, info, f"[{k}/{n}] {info.name}")
+        probs, labels = _predict(net, loader, transform, device, num_classes, info, f"[{k}/{n}] {info.name}",
+                                 num_batches)
         if reference is None:
             reference = labels
         elif not torch.equal(labels, reference):

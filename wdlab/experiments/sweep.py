@@ -97,13 +97,16 @@ class Sweep:
     """One worker of a sweep: runs queued cells until none is left or it is stopped."""
 
     def __init__(self, spec: SweepSpec, storage: str | None, study_name: str | None, jobs: int, grace_period: int,
-                 launcher: str = "preloaded", first_launcher: FreshProcesses | PreloadedProcesses | None = None):
+                 launcher: str = "preloaded", first_launcher: FreshProcesses | PreloadedProcesses | None = None,
+                 optimizers: dict[str, dict[str, Any]] | None = None):
         """``first_launcher``: slot 0's launcher, already started (e.g. by the configuration check); the slot
-        closes it when it ends."""
+        closes it when it ends. ``optimizers``: the registry the cells see, as the check reported it
+        (:func:`~wdlab.experiments.cells.optimizer_facts`; default: this process's, which imports torch)."""
         self.spec = spec
         self.jobs = jobs
         self.launcher = launcher
         self.first_launcher = first_launcher
+        self.optimizers = optimizers
         self.stop_event = threading.Event()
         self.stop_signal: int | None = None
         self.lock = threading.Lock()
@@ -147,7 +150,7 @@ class Sweep:
     def identity(self, cell: tuple[Any, ...]) -> dict[str, Any]:
         """What the cell is (optimizer, decoupled, decay_scaling), resolved once per cell."""
         if cell not in self._identities:
-            self._identities[cell] = cell_identity(self.spec, cell)
+            self._identities[cell] = cell_identity(self.spec, cell, self.optimizers)
         return self._identities[cell]
 
     def enqueue_missing(self, only_killed: bool = False) -> int:

@@ -6,6 +6,8 @@
   and yields ``(outputs, labels)`` on the device; :func:`evaluate_error` (the anytime snapshots,
   :class:`TestCurve`) and the snapshot ensembles build on it.
 * :class:`TestCurve`: the test error at every validation pass, for runs that validate on a held-out split.
+* :func:`limited_batches` is Lightning's ``limit_{val,test}_batches`` rule, for the evaluations that run outside
+  Lightning's loops (:class:`TestCurve`, the snapshot ensembles).
 * :func:`evaluate_validation_step` evaluates any LightningModule with its own ``validation_step``
   (the anytime snapshots of modules that are not wdlab classifiers): what the step logs, averaged.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -24,7 +27,8 @@ from torch import nn
 
 from wdlab.training.exact import capture_rng_states, restore_rng_states
 
-__all__ = ["TestCurve", "evaluate_error", "evaluate_validation_step", "split_outputs", "topk_correct"]
+__all__ = ["TestCurve", "evaluate_error", "evaluate_validation_step", "limited_batches", "split_outputs",
+           "topk_correct"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -40,6 +44,25 @@ def topk_correct(scores: torch.Tensor, target: torch.Tensor, k: int) -> torch.Te
         return scores.argmax(dim=1) == target
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices
     return (top == target.unsqueeze(1)).any(dim=1)
+
+
+def limited_batches(num_batches: int, limit: int | float) -> int:
+    """How many of a loader's ``num_batches`` batches Lightning's ``limit_{val,test}_batches`` value lets through.
+
+    An int counts batches, ``min(limit, num_batches)``; a float in [0, 1] is a fraction, ``int(num_batches *
+    limit)`` (1.0: every batch); a float above 1 with no fractional part counts batches, as the Trainer reads it.
+    A fraction that leaves less than one batch is refused (as Lightning refuses it), not rounded to nothing.
+    """
+    if isinstance(limit, float) and limit > 1 and limit.is_integer():
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0 or (
+            isinstance(limit, float) and not limit <= 1):
+        raise ValueError(f"batch limit {limit!r}: use a number of batches (an integer) or a fraction in [0, 1]")
+    count = min(limit, num_batches) if isinstance(limit, int) else int(num_batches * limit)
+    if count == 0 and limit > 0 and num_batches > 0:
+        raise ValueError(f"batch limit {limit!r} of {num_batches} batches leaves no batch: use at least "
+                         f"{1 / num_batches:.4g}, or a number of batches")
+    return count
 
 
 def split_outputs(
@@ -71,9 +94,11 @@ def split_outputs(
         net.train(was_training)
 
 
-def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule, split: str = "val") -> tuple[float, float]:
+def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule, split: str = "val",
+                   limit_batches: int | float = 1.0) -> tuple[float, float]:
     """Top-1 and top-5 error (fractions) of ``pl_module`` on the datamodule's evaluation set (``split="val"``:
-    the held-out split, or the test set without one) or on its test set (``split="test"``).
+    the held-out split, or the test set without one) or on its test set (``split="test"``): on its first
+    :func:`limited_batches` ``(len(loader), limit_batches)`` batches (default: every batch).
 
     Runs under the trainer's precision; it draws nothing from any random stream, so it does not
     change the course of the run. Every rank evaluates the whole set (no collective needed; the
@@ -90,6 +115,8 @@ def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule, split: str 
     # The whole set on every rank (not the DDP shard Lightning's validation uses), on the data path.
     whole = f"whole_{split}_dataloader"
     loader = getattr(datamodule, whole if hasattr(datamodule, whole) else f"{split}_dataloader")()
+    if not (isinstance(limit_batches, float) and limit_batches == 1.0):  # an int 1 is one batch, not all
+        loader = itertools.islice(loader, limited_batches(len(loader), limit_batches))
     outputs = split_outputs(
         pl_module,
         loader,
@@ -178,7 +205,8 @@ def evaluate_validation_step(
 
 
 class TestCurve(L.Callback):
-    """The test error at every validation pass, logged as ``test/err`` and ``test/err5`` at that step.
+    """The test error at every validation pass, logged as ``test/err`` and ``test/err5`` at that step: on the
+    batches the run's test uses (``trainer.limit_test_batches`` applies, as in Lightning's test loop).
 
     For runs that choose on a held-out split (``val_split > 0``): their per-epoch ``val/err`` is the held-out
     error and the test set is otherwise evaluated once, after training; a learning curve of the test error
@@ -195,10 +223,13 @@ class TestCurve(L.Callback):
         if not getattr(trainer.datamodule, "val_split", 0):
             raise ValueError("TestCurve: this run has no held-out split (data val_split is 0), so its validation "
                              "pass is the test set already (val/err): drop the callback, or set a val_split")
+        if trainer.limit_test_batches == 0:
+            raise ValueError("TestCurve: trainer.limit_test_batches is 0, so there is no test batch to evaluate: "
+                             "drop the callback, or the limit")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        err, err5 = evaluate_error(trainer, pl_module, split="test")
+        err, err5 = evaluate_error(trainer, pl_module, split="test", limit_batches=trainer.limit_test_batches)
         # logged like the validation metrics (same step), not as a step of its own
         pl_module.log_dict({"test/err": err, "test/err5": err5}, on_epoch=True)

@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # round 1's scripts live one folder up, outside any package
@@ -243,16 +244,21 @@ def snapshot_test_errors(run_dir: Path) -> dict[int, float]:
     """Test error (fraction) of each snapshot checkpoint in ``run_dir/snapshots``, by the epoch its period ends.
 
     The logged ``anytime/err`` is the validation split's error (round 2 holds one out), not the test error the
-    claims use: the checkpoints are evaluated on the test set by ``wdlab ensemble`` with the run's own config.
+    claims use: the checkpoints are evaluated on the test set by ``wdlab ensemble`` with the run's own config, on
+    the batches the run's own test used (its ``trainer.limit_test_batches``, if it set one: the cosine runs it is
+    compared with were tested on those).
     """
     folder = run_dir / "snapshots"
     if not any(folder.glob("*.ckpt")):
         return {}
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    limit = (config.get("trainer") or {}).get("limit_test_batches")
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "snapshots.csv"
         done = subprocess.run([sys.executable, "-m", "wdlab", "ensemble", "--snapshots", str(folder), "--split",
-                               "test", "--device", "cpu", "--csv", str(table)], capture_output=True, text=True,
-                              check=False)
+                               "test", "--device", "cpu", "--csv", str(table),
+                               *(["--limit_batches", repr(limit)] if limit is not None else [])],
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0 or not table.is_file():
             why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
             print(f"warning: {folder}: snapshots not evaluated on the test set: {why}", file=sys.stderr)
