@@ -355,6 +355,15 @@ def test_gpus_are_counted_by_torch_only_where_a_gpu_device_file_exists(device_fi
     assert visible_gpus() == ([] if device_file is None else ["0", "1"])
 
 
+def _process_state(pid: int) -> str:
+    """``/proc``'s state letter and kernel wait channel of ``pid`` (or "gone")."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return f"{state} {Path(f'/proc/{pid}/wchan').read_text()}"
+    except OSError:
+        return "gone"
+
+
 def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_process_behind(
         base: Path, tmp_path: Path) -> None:
     """The check's data preparation takes minutes here (as building a dataset cache can): Ctrl-C ends the sweep,
@@ -363,7 +372,7 @@ def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_pr
     slow = ["--data", "lightning_helpers.SlowToPrepare", "--data.init_args.seconds", "300"]
     worker = subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, *slow, "--out",
                                str(out)], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1",
-                                                             "PYTHONPATH": str(TESTS)},
+                                                             "PYTHONPATH": str(TESTS), "PYTHONFAULTHANDLER": "1"},
                               stderr=subprocess.PIPE, text=True)
     machine: list[int] = []
     try:
@@ -375,7 +384,18 @@ def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_pr
         time.sleep(8)  # the server has imported Lightning and the check is in prepare_data()
         assert cell_processes(worker.pid)[0] == machine
         worker.send_signal(signal.SIGINT)
-        _, stderr = worker.communicate(timeout=20)  # at once: not after the check (300 s) or close()'s 30 s wait
+        try:
+            _, stderr = worker.communicate(timeout=20)  # at once: not after the check (300 s) or close()'s 30 s wait
+        except subprocess.TimeoutExpired:  # where each process is, and the sweep's Python stack (faulthandler)
+            states = {pid: _process_state(pid) for pid in [worker.pid, *machine]}
+            worker.send_signal(signal.SIGABRT)
+            worker.wait(timeout=20)
+            os.set_blocking(worker.stderr.fileno(), False)  # its cell server may hold the pipe open still
+            try:
+                stack = os.read(worker.stderr.fileno(), 1 << 20).decode(errors="replace")
+            except BlockingIOError:
+                stack = ""
+            pytest.fail(f"the sweep did not stop within 20 s of SIGINT; processes {states}; its stderr:\n{stack}")
     finally:
         if worker.poll() is None:
             worker.kill()
