@@ -367,13 +367,15 @@ def _process_state(pid: int) -> str:
 def test_ctrl_c_during_the_configuration_check_stops_it_at_once_and_leaves_no_process_behind(
         base: Path, tmp_path: Path) -> None:
     """The check's data preparation takes minutes here (as building a dataset cache can): Ctrl-C ends the sweep,
-    its cell server and the check at once, instead of waiting for the check to finish."""
+    its cell server and the check at once, instead of waiting for the check to finish; also when the sweep started
+    with SIGINT ignored, as a shell starts a background job (``wdlab sweep ... &``) and a ``kill -INT`` then asks."""
     out = tmp_path / "sweep"
     slow = ["--data", "lightning_helpers.SlowToPrepare", "--data.init_args.seconds", "300"]
     worker = subprocess.Popen([sys.executable, "-m", "wdlab", "sweep", "--config", str(base), *GRID, *slow, "--out",
                                str(out)], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1",
                                                              "PYTHONPATH": str(TESTS), "PYTHONFAULTHANDLER": "1"},
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     machine: list[int] = []
     try:
         deadline = time.monotonic() + 60

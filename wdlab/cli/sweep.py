@@ -13,11 +13,13 @@ failed, 2 for bad input, 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from wdlab.cli.errors import report_errors
@@ -74,6 +76,20 @@ def split_passthrough(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str
     return args, passthrough
 
 
+@contextlib.contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt inside, whatever this process inherited: a shell starts a background job
+    with SIGINT ignored, and the sweep answers it while its cells run (:meth:`Sweep.run` installs its handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     """``wdlab sweep ...``: returns the exit status (0: all cells done; 1: some failed; 2: bad input)."""
     args, passthrough = split_passthrough(argv)
@@ -123,7 +139,8 @@ def run_sweep(argv: Sequence[str], progress: bool = True) -> int:
     except ValueError as error:
         raise SweepError(str(error)) from None
     try:
-        checked = launcher.check(options)
+        with _ctrl_c_interrupts():
+            checked = launcher.check(options)
         if checked.reason is not None:
             raise SweepError(checked.reason)
         sweep = Sweep(spec, args.storage, args.study_name, args.jobs, args.grace_period, args.launcher,
