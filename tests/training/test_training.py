@@ -19,7 +19,7 @@ from tiny_runs import QUIET, builtin_data
 
 from wdlab.cli import build_cli, main
 from wdlab.experiments.results import read_scalars
-from wdlab.training.evaluation import limited_batches
+from wdlab.training.evaluation import every_batch, limited_batches
 
 pytestmark = pytest.mark.trains
 
@@ -264,6 +264,10 @@ def test_limited_batches_follows_lightnings_limit_rule(limit, batches):
     """An int counts batches (1 is one batch), a float in [0, 1] is a fraction (1.0 is all), an integral float above
     1 counts batches (what LightningCLI hands the Trainer for "--trainer.limit_test_batches 2")."""
     assert limited_batches(8, limit) == batches
+
+
+def test_only_the_float_one_is_every_batch():
+    assert every_batch(1.0) and not any(every_batch(limit) for limit in (1, 2, 2.0, 0.5))
 
 
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "2", 0.1])

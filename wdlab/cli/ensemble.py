@@ -35,6 +35,7 @@ from wdlab.experiments.ensemble import (
     inspect_snapshots,
     write_csv,
 )
+from wdlab.training.evaluation import every_batch
 
 # Trainer settings that cannot fail on this machine: the trainer LightningCLI builds is never used here.
 _NEUTRAL_TRAINER = (
@@ -232,8 +233,7 @@ def _main(argv: Sequence[str]) -> int:
         raise _OutOfMemory("out of GPU memory; pass a smaller --batch_size") from None
     rows = [*singles, *ensembles]
     num_classes = int(datamodule.num_classes)
-    limited = "" if args.limit_batches == 1.0 and isinstance(args.limit_batches, float) else (
-        f" (--limit_batches {args.limit_batches}: not the whole split)")
+    limited = "" if every_batch(args.limit_batches) else f" (--limit_batches {args.limit_batches}: not the whole split)"
     print(
         f"{args.split} split: {singles[0].num_examples} images{limited}, {num_classes} classes; "
         f"{len(singles)} snapshots evaluated on {device.type}"

@@ -30,7 +30,7 @@ import torch
 
 from wdlab._io import atomic_write
 from wdlab.training.checkpoints import CheckpointError, check_weights_fit, shapes_of
-from wdlab.training.evaluation import limited_batches, split_outputs, topk_correct
+from wdlab.training.evaluation import every_batch, limited_batches, split_outputs, topk_correct
 from wdlab.training.fastpaths import resolve_channels_last
 
 __all__ = [
@@ -295,8 +295,7 @@ def evaluate_snapshots(
     """
     num_classes = int(datamodule.num_classes)
     loader = _loader(datamodule, split)
-    every = isinstance(limit_batches, float) and limit_batches == 1.0  # an int 1 is one batch
-    num_batches = None if every else limited_batches(len(loader), limit_batches)
+    num_batches = None if every_batch(limit_batches) else limited_batches(len(loader), limit_batches)
     transform = _transform(datamodule)
     channels_last = resolve_channels_last(getattr(datamodule, "channels_last", None), device)
     model.num_classes = num_classes

@@ -27,8 +27,8 @@ from torch import nn
 
 from wdlab.training.exact import capture_rng_states, restore_rng_states
 
-__all__ = ["TestCurve", "evaluate_error", "evaluate_validation_step", "limited_batches", "split_outputs",
-           "topk_correct"]
+__all__ = ["TestCurve", "evaluate_error", "evaluate_validation_step", "every_batch", "limited_batches",
+           "split_outputs", "topk_correct"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -44,6 +44,12 @@ def topk_correct(scores: torch.Tensor, target: torch.Tensor, k: int) -> torch.Te
         return scores.argmax(dim=1) == target
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices
     return (top == target.unsqueeze(1)).any(dim=1)
+
+
+def every_batch(limit: int | float) -> bool:
+    """Whether a ``limit_{val,test}_batches`` value lets every batch through: the float 1.0 (the int 1 is one
+    batch), so a loader without a length needs no count."""
+    return isinstance(limit, float) and limit == 1.0
 
 
 def limited_batches(num_batches: int, limit: int | float) -> int:
@@ -115,7 +121,7 @@ def evaluate_error(trainer: L.Trainer, pl_module: L.LightningModule, split: str 
     # The whole set on every rank (not the DDP shard Lightning's validation uses), on the data path.
     whole = f"whole_{split}_dataloader"
     loader = getattr(datamodule, whole if hasattr(datamodule, whole) else f"{split}_dataloader")()
-    if not (isinstance(limit_batches, float) and limit_batches == 1.0):  # an int 1 is one batch, not all
+    if not every_batch(limit_batches):
         loader = itertools.islice(loader, limited_batches(len(loader), limit_batches))
     outputs = split_outputs(
         pl_module,
