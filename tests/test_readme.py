@@ -77,9 +77,10 @@ SKIPPED: tuple[tuple[str, str], ...] = (
     (r"^wdlab report (runs/(fig2|paper_fig2)|docs/replication/)",
      "needs those sweeps (or rewrites the committed round-1 reports): tests/experiments/test_replication.py "
      "reports a tiny suite"),
-    (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh",
+    (r"docs/replication/(run_suite|fashion_mnist/run_pilot)\.sh|docs/replication/fashion_mnist/run_round2\.py",
      "the whole replication suite (hours): tests/experiments/test_replication.py and test_replication_parts.py run "
-     "every part of it as tiny sweeps, then the reports and summarize.py"),
+     "every part of it as tiny sweeps, then the reports and summarize.py; tests/experiments/test_round2.py runs "
+     "round 2's run_round2.py --tiny end to end"),
     (r"^python docs/replication/",
      "the replication's scripts over its runs: tests/experiments/test_replication_parts.py and "
      "tests/experiments/test_replication_summary.py run summarize.py on tiny suites"),
