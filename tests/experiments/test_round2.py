@@ -118,6 +118,12 @@ def test_the_tiny_round2_suite_places_runs_and_saves_every_part(tmp_path: Path) 
     curves = _rows_of(docs / "fig13_adamw" / "curves.csv")
     assert [int(r["epoch"]) for r in curves] == [1, 2] and all(r["test_err"] for r in curves)  # TestCurve's
     assert len(_rows_of(docs / "fig4_adamwr_norm" / "anytime.csv")) == 3  # the three snapshots, on the test set
+    # the cost of every part that ran, from the wall times the sweeps recorded
+    written = sorted(d.name for d in docs.iterdir() if (d / "results.csv").is_file())
+    cost = {r["part"]: r for r in _rows_of(docs / "round2_cost.csv")}
+    assert sorted(cost) == sorted([*written, "fig2 (total)", "round 2 (total)"]), cost
+    for part in written:
+        assert cost[part]["cells"] == cost[part]["planned"] != "0" and float(cost[part]["hours"]) > 0, cost[part]
 
 
 def _rows_of(path: Path) -> list[dict[str, str]]:

@@ -291,6 +291,70 @@ def test_b1_a_run_length_not_well_trained_at_its_best_decay_leaves_the_slope(tmp
     assert float(raw["value"]) == pytest.approx(-0.5, abs=1e-3) and raw["verdict"] == "reproduced"
 
 
+# -- cost (section 6's budget) ----------------------------------------------------------------------------
+def _timed_part(docs: Path, part: str, walls: dict[int, list[float]], pending: int = 0) -> None:
+    """A part whose cells of run length ``epochs`` took ``walls[epochs]`` seconds; ``pending`` cells not yet run."""
+    cells = [((float(e), 2.0**-8), 100 + i, {"wall_s": w, "epochs": e, "final_test_err": 0.2})
+             for e, ws in walls.items() for i, w in enumerate(ws)]
+    write_part(docs, part, [EPOCHS, WD], cells)
+    if pending:
+        path = docs / part / "results.csv"
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        fields = list(rows[0])
+        for i in range(pending):
+            rows.append({**rows[0], "seed": str(900 + i), "state": "pending", "final_test_err": "", "wall_s": ""})
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def test_cost_is_the_median_cell_of_each_run_length_times_its_cells_over_two_slots(tmp_path: Path, capsys) -> None:
+    # one fig2 cell was stopped for half an hour: the median ignores it, a mean would not
+    _timed_part(tmp_path, "fig2_sgdw", {200: [50.0, 52.0, 54.0, 56.0, 2000.0]})
+    _timed_part(tmp_path, "b1_adamw", {100: [20.0, 22.0, 24.0], 400: [80.0, 90.0, 100.0]})
+    _timed_part(tmp_path, "pilot_E_sgdw", {200: [5000.0] * 4})  # the pilot is not the round's
+    fig2_hours = 54.0 * 5 / 2 / 3600
+    b1_hours = (22.0 * 3 + 90.0 * 3) / 2 / 3600
+    rows = {r["part"]: r for r in _cost_rows(tmp_path)}
+    assert set(rows) == {"b1_adamw", "fig2_sgdw", "fig2 (total)", "round 2 (total)"}
+    assert float(rows["fig2_sgdw"]["hours"]) == pytest.approx(fig2_hours, rel=1e-5)
+    assert float(rows["b1_adamw"]["hours"]) == pytest.approx(b1_hours, rel=1e-5)
+    assert rows["b1_adamw"]["run_lengths"] == "100, 400" and rows["b1_adamw"]["cells"] == "6"
+    assert float(rows["b1_adamw"]["median_cell_s"]) == pytest.approx((22.0 * 3 + 90.0 * 3) / 6, rel=1e-5)
+    assert float(rows["round 2 (total)"]["hours"]) == pytest.approx(fig2_hours + b1_hours, rel=1e-5)
+    assert float(rows["fig2 (total)"]["budget_hours"]) == 6 and float(rows["round 2 (total)"]["budget_hours"]) == 12
+    # Fig. 2's one part is complete; the round lacks Figs. 1/3 and 4, so its budget line is provisional
+    assert rows["fig2 (total)"]["complete"] == "True" and rows["round 2 (total)"]["complete"] == "False"
+    printed = capsys.readouterr().out
+    assert "fig2 (total): 5 of 5 cells, 54.0 s a cell, 0.04 h two at a time (budget 6 h: within)" in printed
+    assert "(budget 12 h: within so far)" in printed
+
+
+def test_cost_of_a_part_still_running_counts_its_done_cells_and_says_so_far(tmp_path: Path, capsys) -> None:
+    _timed_part(tmp_path, "fig2_adam", {200: [60.0] * 4}, pending=3)
+    rows = {r["part"]: r for r in _cost_rows(tmp_path)}
+    assert (rows["fig2_adam"]["cells"], rows["fig2_adam"]["planned"], rows["fig2_adam"]["complete"]) == ("4", "7",
+                                                                                                        "False")
+    assert float(rows["fig2_adam"]["hours"]) == pytest.approx(60.0 * 4 / 2 / 3600, rel=1e-5)
+    assert "fig2 (total): 4 of 7 cells, 60.0 s a cell, 0.03 h two at a time (budget 6 h: within so far)" in (
+        capsys.readouterr().out)
+
+
+def test_cost_over_the_budget_says_over(tmp_path: Path, capsys) -> None:
+    _timed_part(tmp_path, "fig2_sgd", {200: [60.0] * 800})  # 800 cells of 60 s: 6.67 h two at a time
+    rows = {r["part"]: r for r in _cost_rows(tmp_path)}
+    assert float(rows["fig2 (total)"]["hours"]) == pytest.approx(800 * 60.0 / 2 / 3600, rel=1e-5)
+    assert "(budget 6 h: over)" in capsys.readouterr().out
+
+
+def _cost_rows(docs: Path) -> list[dict[str, str]]:
+    _summarize(docs)
+    with (docs / "round2_cost.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 # -- one seed, missing parts, bad input ------------------------------------------------------------------
 def test_one_seed_per_part_runs_end_to_end_and_every_claim_is_undecided(tmp_path: Path, capsys) -> None:
     _fig13(tmp_path, {200: 0.3}, {200: 0.2})

@@ -34,6 +34,12 @@ Rules (fixed before the runs; the first matching one decides):
 * Fewer than two seeds (or, for B.1, fewer than two well-trained run lengths): undecided, with the reason.
   A part (or the curves / snapshot errors a measure needs) that is not there is reported as missing.
 
+**Cost** (section 6's budget: the round <= 12 hours two cells at a time, Fig. 2 <= 6 hours), written to
+``<docs>/round2_cost.csv``: for every part of ``run_round2.py`` found under ``--docs``, its completed cells grouped by
+run length (results.csv's ``epochs``), each group's median ``wall_s`` times its number of cells, summed and divided by
+the two slots. The median, because a cell's ``wall_s`` also counts any time its process was stopped or shared the
+cores with other work, and a cell resumed from its checkpoint counts only its last stretch.
+
 Exit status 0 when the summary ran (whatever the verdicts); 2 with a one-line error on bad input.
 """
 
@@ -43,6 +49,7 @@ import argparse
 import bisect
 import csv
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +90,10 @@ RESTARTS = (("adamwr", "AdamWR"), ("sgdwr", "SGDWR"))
 ARMS = ("norm", "raw")
 FEWER_THAN_TWO = "fewer than two seeds"
 FIELDS = ("claim", "measure", "value", "t_lo", "t_hi", "boot_lo", "boot_hi", "seeds", "verdict", "reason")
+SLOTS = 2  # section 6: two cells at a time on the 2-core machine
+ROUND_PARTS = ("fig2_", "fig13_", "fig4_", "b1_")  # run_round2.py's parts; the pilot's are not the round's
+BUDGET_HOURS = {"fig2": 6.0, "round 2": 12.0}
+COST_FIELDS = ("part", "cells", "planned", "run_lengths", "median_cell_s", "hours", "budget_hours", "complete")
 NAN = math.nan
 
 
@@ -471,6 +482,67 @@ def b1(docs: Path) -> list[Line]:
     return [*lines, raw, norm]
 
 
+@dataclass
+class PartCost:
+    """What one part of the round cost, two cells at a time (module docstring, *Cost*)."""
+
+    part: str
+    cells: int  # completed
+    planned: int  # the part's cells in results.csv, pending and failed ones too
+    run_lengths: str  # the groups' epochs, e.g. "200" or "100, 200, 400"
+    median_cell_s: float  # the typical cell: hours * SLOTS * 3600 / cells
+    hours: float
+    budget_hours: float = NAN  # only on the totals that section 6 bounds
+    complete: bool = True  # every planned cell (and, for a total, every part it bounds) is done
+
+    def text(self) -> str:
+        budget = ""
+        if not math.isnan(self.budget_hours):
+            verdict = "within" if self.hours <= self.budget_hours else "over"
+            budget = f" (budget {self.budget_hours:g} h: {verdict}{'' if self.complete else ' so far'})"
+        return (f"cost | {self.part}: {self.cells} of {self.planned} cells, {self.median_cell_s:.1f} s a cell, "
+                f"{self.hours:.2f} h two at a time{budget}")
+
+
+def part_cost(part: str, rows: list[dict[str, str]]) -> PartCost:
+    """hours = sum over run lengths L of median(wall_s of L's cells) * (number of L's cells) / SLOTS / 3600."""
+    groups: dict[float, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["state"] == "complete" and row.get("wall_s"):
+            groups[float(row["epochs"])].append(float(row["wall_s"]))
+    cells = sum(len(walls) for walls in groups.values())
+    seconds = sum(statistics.median(walls) * len(walls) for walls in groups.values())
+    return PartCost(part, cells, len(rows), ", ".join(f"{e:g}" for e in sorted(groups)),
+                    seconds / cells if cells else NAN, seconds / SLOTS / 3600, complete=cells == len(rows))
+
+
+def round_cost(docs: Path) -> list[PartCost]:
+    """Every part of the round under ``docs``, then the Fig. 2 total and the round's, with section 6's budgets.
+
+    A total is complete when each of its parts is, and (the round's) when every kind of part has been written."""
+    parts = sorted(d.name for d in docs.iterdir() if d.name.startswith(ROUND_PARTS) and (d / "results.csv").is_file())
+    costs = [part_cost(part, read_results(docs / part)) for part in parts]
+    totals = []
+    for name, prefixes in (("fig2", ("fig2_",)), ("round 2", ROUND_PARTS)):
+        members = [c for c in costs if c.part.startswith(prefixes)]
+        cells = sum(c.cells for c in members)
+        hours = sum(c.hours for c in members)
+        complete = all(c.complete for c in members) and all(any(c.part.startswith(p) for c in members)
+                                                            for p in prefixes)
+        totals.append(PartCost(f"{name} (total)", cells, sum(c.planned for c in members), "",
+                               hours * SLOTS * 3600 / cells if cells else NAN, hours, BUDGET_HOURS[name], complete))
+    return [*costs, *totals]
+
+
+def write_cost(path: Path, costs: Sequence[PartCost]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COST_FIELDS)
+        writer.writeheader()
+        for cost in costs:
+            writer.writerow({k: (f"{v:.6g}" if math.isfinite(v) else "") if isinstance(v, float) else v
+                             for k, v in asdict(cost).items()})
+
+
 def write_summary(path: Path, lines: Sequence[Line]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
@@ -498,7 +570,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in lines:
         print(line.text())
     write_summary(args.docs / "round2_summary.csv", lines)
-    print(f"wrote {args.docs / 'round2_summary.csv'}")
+    costs = round_cost(args.docs)
+    for cost in costs:
+        print(cost.text())
+    write_cost(args.docs / "round2_cost.csv", costs)
+    print(f"wrote {args.docs / 'round2_summary.csv'} and {args.docs / 'round2_cost.csv'}")
     # run as a script, this module is __main__: figures_round2's "import summarize_round2" gets it, not a second copy
     sys.modules.setdefault("summarize_round2", sys.modules[__name__])
     import figures_round2  # here, not above: it imports this script's readers
