@@ -534,22 +534,14 @@ def round_cost(docs: Path) -> list[PartCost]:
     return [*costs, *totals]
 
 
-def write_cost(path: Path, costs: Sequence[PartCost]) -> None:
+def write_records(path: Path, fields: Sequence[str], records: Sequence[Line | PartCost]) -> None:
+    """One CSV row per record; floats to 6 significant digits, NaN as an empty field."""
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COST_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for cost in costs:
+        for record in records:
             writer.writerow({k: (f"{v:.6g}" if math.isfinite(v) else "") if isinstance(v, float) else v
-                             for k, v in asdict(cost).items()})
-
-
-def write_summary(path: Path, lines: Sequence[Line]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        for line in lines:
-            writer.writerow({k: (f"{v:.6g}" if math.isfinite(v) else "") if isinstance(v, float) else v
-                             for k, v in asdict(line).items()})
+                             for k, v in asdict(record).items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -569,11 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in lines:
         print(line.text())
-    write_summary(args.docs / "round2_summary.csv", lines)
+    write_records(args.docs / "round2_summary.csv", FIELDS, lines)
     costs = round_cost(args.docs)
     for cost in costs:
         print(cost.text())
-    write_cost(args.docs / "round2_cost.csv", costs)
+    write_records(args.docs / "round2_cost.csv", COST_FIELDS, costs)
     print(f"wrote {args.docs / 'round2_summary.csv'} and {args.docs / 'round2_cost.csv'}")
     # run as a script, this module is __main__: figures_round2's "import summarize_round2" gets it, not a second copy
     sys.modules.setdefault("summarize_round2", sys.modules[__name__])
