@@ -183,6 +183,14 @@ def paired_line(claim: str, measure: str, diffs: dict[int, float], note: str,
     return line
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the working directory where it lies below it: the CSVs are shipped, a home path is noise."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def missing_line(claim: str, measure: str, why: str) -> Line:
     return Line(claim, measure, verdict="missing", reason=why)
 
@@ -318,7 +326,7 @@ def figs_1_3(docs: Path, runs: Path) -> list[Line]:
     sides = {name: load(docs, f"fig13_{name}") for name in ("adam", "adamw")}
     absent = [f"fig13_{name}" for name, rows in sides.items() if rows is None]
     if absent:
-        why = f"{', '.join(absent)}: no results.csv under {docs}"
+        why = f"{', '.join(absent)}: no results.csv under {shown(docs)}"
         return [missing_line("fig1", fig1, why), missing_line("fig3", fig3, why)]
     adam, adamw = sides["adam"] or [], sides["adamw"] or []
     diffs, note = pair(by_seed(adam), by_seed(adamw))
@@ -355,7 +363,7 @@ def fig4(docs: Path, runs: Path) -> list[Line]:
             wr, cosine = load(docs, part), load(docs, cosine_part)
             absent = [p for p, rows in ((part, wr), (cosine_part, cosine)) if rows is None]
             if absent:
-                lines.append(missing_line("fig4", measure, f"{', '.join(absent)}: no results.csv under {docs}"))
+                lines.append(missing_line("fig4", measure, f"{', '.join(absent)}: no results.csv under {shown(docs)}"))
                 continue
             snapshots = anytime(docs, runs, part, wr or [])
             if snapshots is None:
@@ -444,7 +452,7 @@ def b1(docs: Path) -> list[Line]:
     raw_measure, norm_measure = "d log2 lambda* / d log2 T (raw)", "d log2 lambda_norm* / d log2 T (raw + 0.5)"
     rows = load(docs, "b1_adamw")
     if rows is None:
-        why = f"b1_adamw: no results.csv under {docs}"
+        why = f"b1_adamw: no results.csv under {shown(docs)}"
         return [missing_line("b1", raw_measure, why), missing_line("b1", norm_measure, why)]
     lengths, decays, seeds, tables = b1_tables(rows)
     checked = run_lengths(lengths, decays, tables)
