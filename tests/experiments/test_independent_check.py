@@ -1,10 +1,12 @@
 """docs/replication/fashion_mnist/independent_check.py, the recomputation of round 2's Fig. 2 statistics written
 from PREREGISTRATION.md §5 without wdlab's code: its registered ("argmin") reading against
-``wdlab.experiments.coupling`` on the shipped panels, and the "drop" and "argmin" readings on a synthetic panel
+``wdlab.experiments.coupling`` on the shipped panels (each of the three readings of a resample, panels and
+pairs), and the "drop" and "argmin" readings on a synthetic panel
 whose answer is computed here by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -13,7 +15,7 @@ import pytest
 from paths import REPO
 from scipy import stats
 
-from wdlab.experiments.coupling import coupling
+from wdlab.experiments.coupling import PanelSeeds, coupling, paired_difference
 from wdlab.experiments.rules import DEFAULT_RULES, Rules
 
 DOCS = REPO / "docs/replication/fashion_mnist"
@@ -38,22 +40,58 @@ def panel(request):
     return check.load_panel(path, request.param, "final_test_err")
 
 
+def _wdlab_rules(rules: str, reading: str) -> Rules:
+    return dataclasses.replace(RULE_SETS[rules][1], resample_reading=reading)
+
+
+def _wdlab_coupling(panel, rules: Rules):
+    return coupling(panel.lrs, panel.decays, np.nanmean(panel.err, axis=2), seed_values=panel.err,
+                    resamples=RESAMPLES, rng_seed=0, train_loss=np.nanmean(panel.loss, axis=2),
+                    seed_train_loss=panel.loss, rules=rules)
+
+
+@pytest.mark.parametrize("reading", check.READINGS)
 @pytest.mark.parametrize("rules", sorted(RULE_SETS))
-def test_argmin_reading_is_wdlabs(panel, rules):
-    """Same rows, slope and per-seed t interval as wdlab (deterministic), and the same whole-seed resamples."""
-    ours_rules, wdlab_rules = RULE_SETS[rules]
-    ref = coupling(panel.lrs, panel.decays, np.nanmean(panel.err, axis=2), seed_values=panel.err,
-                   resamples=RESAMPLES, rng_seed=0, train_loss=np.nanmean(panel.loss, axis=2), rules=wdlab_rules)
+def test_each_reading_is_wdlabs(panel, rules, reading):
+    """Same rows, slope and per-seed t interval as wdlab (deterministic), and the same whole-seed resamples,
+    under each reading of a resample (``wdlab report --resample_reading``)."""
+    ours_rules = RULE_SETS[rules][0]
+    ref = _wdlab_coupling(panel, _wdlab_rules(rules, reading))
     sel = check.select(panel, ours_rules)
-    draws = check.panel_draws(panel, ours_rules, "argmin", sel, RESAMPLES, None)
+    draws = check.panel_draws(panel, ours_rules, reading, sel, RESAMPLES, None)
 
     assert [s.lr for s in ref.statuses if s.used] == list(panel.lrs[sel.used])
     assert sel.slope == pytest.approx(ref.slope, abs=1e-9)
     lo, hi, n = check.t_interval(draws.per_seed)
     assert (lo, hi) == pytest.approx((ref.intervals["per_seed_t"].lo, ref.intervals["per_seed_t"].hi), abs=1e-9)
-    assert n == len(panel.seeds)
+    assert n == ref.intervals["per_seed_t"].n
     lo, hi, _ = check.percentile_interval(draws.whole_seed)
     assert (lo, hi) == pytest.approx((ref.intervals["whole_seed"].lo, ref.intervals["whole_seed"].hi), abs=1e-9)
+
+
+@pytest.mark.parametrize("reading", check.READINGS)
+@pytest.mark.parametrize("rules", sorted(RULE_SETS))
+def test_each_reading_pairs_as_wdlab(rules, reading):
+    """SGDW − SGD under each reading: the same whole-seed and per-seed t intervals as wdlab's paired_difference."""
+    panels = {}
+    for key in ("sgdw", "sgd"):
+        path = DOCS / f"fig2_{key}" / "results.csv"
+        if not path.is_file():
+            pytest.skip(f"{path} not shipped")
+        panels[key] = check.load_panel(path, key, "final_test_err")
+    ours = check.pair_result(panels["sgdw"], panels["sgd"], RULE_SETS[rules][0], reading, RESAMPLES)
+    wdlab_rules = _wdlab_rules(rules, reading)
+    sides = []
+    for key in ("sgdw", "sgd"):
+        panel = panels[key]
+        stats = _wdlab_coupling(panel, wdlab_rules)
+        sides.append(PanelSeeds(key, panel.lrs, panel.decays, panel.err, panel.seeds,
+                                np.array([s.used for s in stats.statuses]),
+                                np.array([bool(s.healthy) for s in stats.statuses]), panel.loss))
+    ref = paired_difference(*sides, wdlab_rules, RESAMPLES, 0)
+    assert ours["slope"] == pytest.approx(ref.difference, abs=1e-9)
+    for kind, (lo, hi) in {"whole_seed": ("ws_lo", "ws_hi"), "per_seed_t": ("t_lo", "t_hi")}.items():
+        assert (ours[lo], ours[hi]) == pytest.approx((ref.intervals[kind].lo, ref.intervals[kind].hi), abs=1e-9)
 
 
 def _synthetic_panel():

@@ -230,3 +230,39 @@ def test_bad_rule_options_are_one_line_errors(tmp_path: Path, capsys, option: li
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_the_resample_reading_decides_what_a_seed_does_with_a_row_it_censors(tmp_path: Path, capsys) -> None:
+    """Decoupled (best decay 2^-9 in every row), six seeds; seeds 4 and 5 alone want 2^-4 in row 2^-3, beyond
+    the grid's last decay 2^-6. On the seed means that row's vertex is inside the grid, so it is used.
+
+    One seed at a time: ``argmin`` keeps row 2^-3 of seeds 4 and 5 at the edge, 2^-6, which gives them a slope
+    of 0.6 (the rows' optima -9, -9, -9, -9, -6 over log2 lr -7..-3): per-seed slopes 0, 0, 0, 0, 0.6, 0.6, a t
+    interval 0.2 +- 0.325 that reaches +0.5. ``drop`` and ``reselect`` leave that row out of seeds 4 and 5:
+    every seed's slope is exactly 0.
+    """
+
+    def error(i: int, j: int, s: int) -> float:
+        a, d = LOG2_LRS[i], LOG2_DECAYS[j - 1]
+        target = -4.0 if (a == -3 and s >= 4) else -9.0
+        return 0.30 if j == 0 else 0.20 + 0.01 * (d - target) ** 2 + 0.002 * (a + 5) ** 2
+
+    write_sweep(tmp_path / "adamw", "adamw", lambda a, d: 0.0, seeds=SEEDS, spread=error,
+                log2_decays=(None, *LOG2_DECAYS))
+    (argmin,), _, printed = report([tmp_path / "adamw"], tmp_path / "argmin", capsys)
+    assert argmin["rows_used"] == "-7;-6;-5;-4;-3" and argmin["resample_reading"] == "argmin"
+    half = 2.5706 * math.sqrt(0.48 / 5) / math.sqrt(6)
+    assert float(argmin["per_seed_t_lo"]) == pytest.approx(0.2 - half, abs=1e-3)
+    assert float(argmin["per_seed_t_hi"]) == pytest.approx(0.2 + half, abs=1e-3)
+    assert argmin["verdict_per_seed_t"] == "undecided: interval straddles +0.5"
+    assert "resamples read by" not in printed
+    for reading in ("drop", "reselect"):
+        (row,), _, printed = report([tmp_path / "adamw"], tmp_path / reading, capsys, "--resample_reading", reading)
+        assert row["rows_used"] == argmin["rows_used"] and row["slope"] == argmin["slope"]
+        assert float(row["per_seed_t_lo"]) == pytest.approx(0.0, abs=1e-9)
+        assert float(row["per_seed_t_hi"]) == pytest.approx(0.0, abs=1e-9)
+        assert row["verdict_per_seed_t"] == "decoupled" and row["resample_reading"] == reading
+        assert f"resamples read by '{reading}'" in printed
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path / "adamw"), "--out", str(tmp_path / "bad"), "--resample_reading", "median"])
+    assert not (tmp_path / "bad").exists()

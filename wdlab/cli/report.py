@@ -33,7 +33,7 @@ from wdlab.experiments.results import (
     ResultsError,
     find_runs,
 )
-from wdlab.experiments.rules import Rules
+from wdlab.experiments.rules import RESAMPLE_READINGS, Rules
 
 PROG = "wdlab report"
 
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_seeds", type=int, default=defaults.min_seeds,
                         help="fewer seeds: undecided (default %(default)s)")
     parser.add_argument(
+        "--resample_reading", choices=RESAMPLE_READINGS, default=defaults.resample_reading,
+        help="what an interval's resample (or one seed) does with a used row whose optimum it censors: argmin "
+        "keeps the row at its argmin, drop leaves it out of that resample, reselect applies the row rules again "
+        "in every resample (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--basin_margin", type=float, default=BASIN_POINTS, metavar="POINTS",
         help="the basin: cells within max(POINTS percentage points, 2 standard errors of the best cell) of the "
         "best (default %(default)g)",
@@ -118,7 +124,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         rules = Rules(margin=args.margin, health_loss_ratio=args.health_loss_ratio,
                       health_seed_spread=args.health_seed_spread / 100, collapse=args.collapse / 100,
-                      min_rows=args.min_rows, min_seeds=args.min_seeds)
+                      min_rows=args.min_rows, min_seeds=args.min_seeds, resample_reading=args.resample_reading)
     except ValueError as error:
         raise _InputError(f"--{str(error).split()[0]}: {error}") from None
     families = {}

@@ -26,7 +26,9 @@ cell of the panel: shared initialization and data order):
   and recomputes the row optima and the slope over the same rows (the primary one: the seed is the
   unit of replication); ``per_seed_t``: the slope of each seed on its own, mean +- t(0.975, n-1) x SD
   / sqrt(n); ``per_cell``: the bootstrap that draws each cell's seeds independently (kept to show how
-  much treating shared seed noise as independent changes the answer).
+  much treating shared seed noise as independent changes the answer). Inside a resample or a seed, a
+  used row whose best cell is at the edge enters at its argmin; ``Rules.resample_reading`` ``drop``
+  leaves it out instead, ``reselect`` applies the row rules again (:func:`resampled_slopes`).
 * **Verdict** (:func:`classify`), equivalence margins fixed in advance (``margin`` m, default 0.5):
   *coupled* when the interval lies entirely below -m, *decoupled* when it lies inside (-m, +m),
   otherwise *undecided* with the reason; also undecided with fewer than ``min_rows`` usable rows or
@@ -47,6 +49,7 @@ them together (:func:`coupling`), gives the verdicts (:func:`classify`) and pair
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +62,7 @@ from wdlab.experiments.intervals import (
     INTERVALS,
     PRIMARY_INTERVAL,
     Interval,
+    RowKeeper,
     per_cell_bootstrap_slopes,
     per_seed_slopes,
     percentile_interval,
@@ -66,12 +70,21 @@ from wdlab.experiments.intervals import (
     t_interval,
     whole_seed_bootstrap_slopes,
 )
-from wdlab.experiments.row_optima import RowStatus, least_squares_slope, log2_positive, row_optima, row_statuses
+from wdlab.experiments.row_optima import (
+    RowStatus,
+    censoring,
+    healthy_rows,
+    least_squares_slope,
+    log2_positive,
+    row_optima,
+    row_statuses,
+)
 from wdlab.experiments.rules import DEFAULT_RULES, Rules
 
 __all__ = [
     "Coupling",
     "PairedDifference",
+    "PanelSeeds",
     "classify",
     "coupling",
     "expected_verdict",
@@ -170,6 +183,98 @@ class Coupling:
         return self.primary.hi
 
 
+@dataclass(frozen=True)
+class PanelSeeds:
+    """One panel's per-seed numbers, what its intervals resample (:func:`resampled_slopes`).
+
+    ``lrs`` every row, ``seed_values[i, j, s]`` (NaN: no value), ``used``: the rows chosen on all seeds;
+    for ``Rules.resample_reading == "reselect"`` also ``health`` (each row's health on all seeds, None: the
+    rule does not apply) and ``seed_train_loss[i, j, s]`` (each seed's final training loss).
+    """
+
+    title: str
+    lrs: Sequence[float]
+    decays: Sequence[float]
+    seed_values: np.ndarray
+    seed_ids: Sequence[int]
+    used: np.ndarray
+    health: np.ndarray | None = None
+    seed_train_loss: np.ndarray | None = None
+
+    def with_seeds(self, ids: Sequence[int]) -> PanelSeeds:
+        """The same panel restricted to the seeds ``ids`` (in that order)."""
+        index = [list(self.seed_ids).index(s) for s in ids]
+        loss = None if self.seed_train_loss is None else np.asarray(self.seed_train_loss)[..., index]
+        return dataclasses.replace(self, seed_values=np.asarray(self.seed_values)[..., index], seed_ids=tuple(ids),
+                                   seed_train_loss=loss)
+
+
+def _row_keeper(panel: PanelSeeds, rows: np.ndarray, rules: Rules) -> RowKeeper | None:
+    """Which of ``rows`` enter a resample's slope, by ``rules.resample_reading`` (None: all of them)."""
+    if rules.resample_reading == "argmin":
+        return None
+    _, log_decays = log2_positive(panel.decays)
+    if rules.resample_reading == "drop":
+        return lambda table, draws: censoring(log_decays, table, rules.collapse) == 0
+    zero = np.flatnonzero(np.asarray(panel.decays, dtype=np.float64) == 0)
+    health = None if panel.health is None else np.asarray(panel.health, dtype=bool)[rows]
+    if health is not None and panel.seed_train_loss is None:
+        raise ValueError("the reselect reading needs each seed's training loss (seed_train_loss) for the health rule")
+
+    def keep(table: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
+        kept = censoring(log_decays, table, rules.collapse) == 0
+        if health is None:
+            return kept
+        if draws is None:  # a single seed or a per-cell resample: the health of all seeds
+            return kept & health
+        loss = np.asarray(panel.seed_train_loss, dtype=np.float64)[rows, zero[0]][:, draws]  # (rows, b, seeds)
+        values = np.asarray(panel.seed_values, dtype=np.float64)[rows, zero[0]][:, draws]
+        return kept & healthy_rows(np.moveaxis(loss, 0, 1), np.moveaxis(values, 0, 1), rules)
+
+    return keep
+
+
+def resampled_slopes(
+    panel: PanelSeeds,
+    rules: Rules,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    rng_seed: int = BOOTSTRAP_SEED,
+    kinds: Sequence[str] = INTERVALS,
+) -> dict[str, np.ndarray]:
+    """The slopes each kind of interval rests on, by ``rules.resample_reading``: whole-seed resamples, the
+    seeds one by one, per-cell resamples (:data:`~wdlab.experiments.intervals.INTERVALS`).
+
+    ``argmin`` and ``drop`` resample the used rows; ``reselect`` every row, and lets the rules choose again.
+    """
+    rows = np.asarray(panel.used, dtype=bool)
+    if rules.resample_reading == "reselect":
+        rows = np.ones(len(panel.lrs), dtype=bool)
+    lrs = [lr for lr, r in zip(panel.lrs, rows, strict=True) if r]
+    table = np.asarray(panel.seed_values, dtype=np.float64)[rows]
+    keep = _row_keeper(panel, rows, rules)
+    compute = {
+        "whole_seed": lambda: whole_seed_bootstrap_slopes(lrs, panel.decays, table, resamples, rng_seed, keep=keep),
+        "per_seed_t": lambda: per_seed_slopes(lrs, panel.decays, table, keep=keep),
+        "per_cell": lambda: per_cell_bootstrap_slopes(lrs, panel.decays, table, resamples, rng_seed, keep=keep),
+    }
+    return {kind: compute[kind]() for kind in kinds}
+
+
+def _interval(kind: str, samples: np.ndarray, n: int, rules: Rules) -> Interval:
+    """The interval of ``kind`` from its slopes; under ``drop`` and ``reselect`` over the resamples with a slope."""
+    if kind == "per_seed_t":
+        return t_interval(kind, samples)
+    if rules.resample_reading == "argmin":
+        return percentile_interval(kind, samples, n)
+    finite = samples[np.isfinite(samples)]
+    if not finite.size:
+        return Interval(kind, n=n, note="no resample kept two rows")
+    interval = percentile_interval(kind, finite, n)
+    lost = samples.size - finite.size
+    return dataclasses.replace(interval, note=f"{lost} of {samples.size} resamples kept fewer than two rows") if lost \
+        else interval
+
+
 def coupling(
     lrs: Sequence[float],
     decays: Sequence[float],
@@ -181,6 +286,7 @@ def coupling(
     rng_seed: int = BOOTSTRAP_SEED,
     *,
     train_loss: np.ndarray | None = None,
+    seed_train_loss: np.ndarray | None = None,
     rules: Rules = DEFAULT_RULES,
     judge: bool = True,
 ) -> Coupling:
@@ -190,7 +296,8 @@ def coupling(
     x = log2(lr_i), y = log2 lambda*_i; the intervals from ``seed_values[i, j, s]`` (seed s of cell (i, j); the
     seed index is the
     same seed in every cell); ``train_loss[i, j]``: the cells' mean final training loss, for the health
-    rule. ``judge``: give verdicts (False for a metric that is not an error rate: the numbers only).
+    rule (``seed_train_loss[i, j, s]``: each seed's, which the ``reselect`` reading needs). ``judge``: give
+    verdicts (False for a metric that is not an error rate: the numbers only).
     NaN values (failed cells) are ignored; a number that is undefined is NaN.
     """
     values = np.asarray(values, dtype=np.float64)
@@ -218,25 +325,19 @@ def coupling(
         seeds = seeds_present(judged)
         counts = np.isfinite(judged).sum(axis=-1)
         min_seeds = int(counts[counts > 0].min()) if (counts > 0).any() else 0
-        lr_used = [lr for lr, u in zip(lrs, used, strict=True) if u]
-        positive_decays = [d for d, p in zip(decays, positive, strict=True) if p]
         if not math.isfinite(slope):
             intervals = {kind: Interval(kind, n=seeds, note="fewer than two usable lr rows") for kind in INTERVALS}
         elif seeds < 2:
             intervals = {kind: Interval(kind, n=seeds, note="one seed") for kind in INTERVALS}
         else:
-            intervals = {
-                "whole_seed": percentile_interval(
-                    "whole_seed",
-                    whole_seed_bootstrap_slopes(lr_used, positive_decays, judged, resamples, rng_seed),
-                    seeds,
-                ),
-                "per_seed_t": t_interval("per_seed_t", per_seed_slopes(lr_used, positive_decays, judged)),
-                "per_cell": percentile_interval(
-                    "per_cell", per_cell_bootstrap_slopes(lr_used, positive_decays, judged, resamples, rng_seed),
-                    min_seeds,
-                ),
-            }
+            health = [s.healthy for s in statuses]
+            panel = PanelSeeds(
+                "", lrs, decays, seed_values, tuple(range(seed_values.shape[-1])), used,
+                None if None in health else np.array(health, dtype=bool), seed_train_loss,
+            )  # fmt: skip
+            samples = resampled_slopes(panel, rules, resamples, rng_seed)
+            n = {"whole_seed": seeds, "per_seed_t": seeds, "per_cell": min_seeds}
+            intervals = {kind: _interval(kind, samples[kind], n[kind], rules) for kind in INTERVALS}
     verdicts = {kind: "" for kind in INTERVALS}
     verdict = ""
     if judge:
@@ -297,39 +398,27 @@ class PairedDifference:
 
 
 def paired_difference(
-    decoupled: tuple[str, Sequence[float], Sequence[float], np.ndarray, Sequence[int]],
-    coupled: tuple[str, Sequence[float], Sequence[float], np.ndarray, Sequence[int]],
+    decoupled: PanelSeeds,
+    coupled: PanelSeeds,
     rules: Rules = DEFAULT_RULES,
     resamples: int = BOOTSTRAP_RESAMPLES,
     rng_seed: int = BOOTSTRAP_SEED,
 ) -> PairedDifference:
-    """The paired difference of two panels, each given as (title, used lrs, decays, seed_values, seed ids).
-
-    Only the seeds both panels ran enter; each panel keeps its own used rows.
-    """
-    (name_a, lrs_a, decays_a, values_a, ids_a), (name_b, lrs_b, decays_b, values_b, ids_b) = decoupled, coupled
-    common = sorted(set(ids_a) & set(ids_b))
-    a = np.asarray(values_a, dtype=np.float64)[..., [list(ids_a).index(s) for s in common]]
-    b = np.asarray(values_b, dtype=np.float64)[..., [list(ids_b).index(s) for s in common]]
-    mean_a, mean_b = (_nanmean_cells(v) for v in (a, b))
-    slope_a = least_squares_slope(np.log2(lrs_a), [o.log2_decay for o in row_optima(lrs_a, decays_a, mean_a)])
-    slope_b = least_squares_slope(np.log2(lrs_b), [o.log2_decay for o in row_optima(lrs_b, decays_b, mean_b)])
+    """The paired difference of two panels over the seeds both ran; each panel keeps its own used rows, and
+    its resamples follow ``rules.resample_reading`` as its own intervals do."""
+    common = sorted(set(decoupled.seed_ids) & set(coupled.seed_ids))
+    a, b = decoupled.with_seeds(common), coupled.with_seeds(common)
+    slope_a, slope_b = (_used_rows_slope(side) for side in (a, b))
     difference = slope_a - slope_b
     intervals: dict[str, Interval]
     if len(common) < 2 or not math.isfinite(difference):
         note = "fewer than two shared seeds" if len(common) < 2 else "a panel has no slope"
         intervals = {kind: Interval(kind, n=len(common), note=note) for kind in ("whole_seed", "per_seed_t")}
     else:
-        boot = (
-            whole_seed_bootstrap_slopes(lrs_a, decays_a, a, resamples, rng_seed)
-            - whole_seed_bootstrap_slopes(lrs_b, decays_b, b, resamples, rng_seed)
-        )  # the same rng seed: resample k draws the same seeds in both panels
-        intervals = {
-            "whole_seed": percentile_interval("whole_seed", boot, len(common)),
-            "per_seed_t": t_interval(
-                "per_seed_t", per_seed_slopes(lrs_a, decays_a, a) - per_seed_slopes(lrs_b, decays_b, b)
-            ),
-        }
+        kinds = ("whole_seed", "per_seed_t")
+        # the same rng seed: resample k draws the same seeds in both panels
+        samples_a, samples_b = (resampled_slopes(side, rules, resamples, rng_seed, kinds) for side in (a, b))
+        intervals = {kind: _interval(kind, samples_a[kind] - samples_b[kind], len(common), rules) for kind in kinds}
     primary = intervals["whole_seed"]
     if len(common) < rules.min_seeds:
         verdict = f"undecided: {len(common)} shared seeds, fewer than {rules.min_seeds}"
@@ -341,7 +430,14 @@ def paired_difference(
         verdict = "same"
     else:
         verdict = f"undecided: interval straddles {'+' if primary.hi >= rules.margin else '-'}{rules.margin:g}"
-    return PairedDifference(name_a, name_b, difference, len(common), intervals, verdict)
+    return PairedDifference(decoupled.title, coupled.title, difference, len(common), intervals, verdict)
+
+
+def _used_rows_slope(panel: PanelSeeds) -> float:
+    """The slope over the used rows of the cells' means over the panel's seeds."""
+    lrs = [lr for lr, u in zip(panel.lrs, panel.used, strict=True) if u]
+    means = _nanmean_cells(np.asarray(panel.seed_values, dtype=np.float64)[np.asarray(panel.used, dtype=bool)])
+    return least_squares_slope(np.log2(lrs), [o.log2_decay for o in row_optima(lrs, panel.decays, means)])
 
 
 def _nanmean_cells(seed_values: np.ndarray) -> np.ndarray:

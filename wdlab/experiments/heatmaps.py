@@ -79,7 +79,8 @@ class Heatmap:
     """One panel: ``values[i, j]`` (mean over seeds) at ``lrs[i]`` x ``decays[j]``, both ascending.
 
     ``seed_values[i, j, s]``: seed ``seed_ids[s]``'s value of each cell (NaN where it has none);
-    ``train_loss[i, j]``: the mean final training loss of each cell (NaN where unknown).
+    ``train_loss[i, j]``: the mean final training loss of each cell (NaN where unknown), and
+    ``seed_train_loss[i, j, s]`` each seed's.
     """
 
     title: str
@@ -95,6 +96,7 @@ class Heatmap:
     seed_ids: tuple[int, ...] = ()
     train_loss: np.ndarray | None = field(default=None, repr=False)
     decay_type: str = ""
+    seed_train_loss: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def scale(self) -> float:
@@ -111,7 +113,8 @@ class Heatmap:
     ) -> Coupling:
         return coupling(
             self.lrs, self.decays, self.values, top_k, self.seed_values, self.decay_type, resamples,
-            train_loss=self.train_loss, rules=rules or Rules(), judge=self.judged,
+            train_loss=self.train_loss, seed_train_loss=self.seed_train_loss, rules=rules or Rules(),
+            judge=self.judged,
         )  # fmt: skip
 
     def best_index(self) -> tuple[int, int] | None:
@@ -260,6 +263,7 @@ def _panel(
         seed_ids=tuple(seed_ids),
         train_loss=train_loss,
         decay_type=decay_type_of(optimizer, next(iter(recorded)) if len(recorded) == 1 else "", coupled, decoupled),
+        seed_train_loss=losses,
     )
 
 

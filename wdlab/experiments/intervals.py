@@ -12,12 +12,17 @@ the answer).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from wdlab.experiments.row_optima import least_squares_slopes, log2_positive, parabola_optima
+from wdlab.experiments.row_optima import (
+    least_squares_slopes,
+    least_squares_slopes_over_finite,
+    log2_positive,
+    parabola_optima,
+)
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -25,6 +30,7 @@ __all__ = [
     "INTERVALS",
     "PRIMARY_INTERVAL",
     "Interval",
+    "RowKeeper",
     "per_cell_bootstrap_slopes",
     "per_seed_slopes",
     "percentile_interval",
@@ -44,6 +50,11 @@ INTERVAL_NAMES = {
     "per_seed_t": "per-seed slopes, t interval",
     "per_cell": "per-cell bootstrap",
 }
+
+
+#: Which rows of each resampled table ``(b, rows, columns)`` enter its slope, given the table and, for a
+#: whole-seed resample, its drawn seed indices ``(b, seeds)`` (None for the other kinds): ``(b, rows)``.
+RowKeeper = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -105,9 +116,24 @@ def _means_over(seed_values: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.where(counts > 0, means, np.nan), -1, 0)
 
 
-def _slopes_of_tables(log_lr: np.ndarray, log_decays: np.ndarray, tables: Iterator[np.ndarray]) -> np.ndarray:
-    """The slope of each resampled table ``(b, rows, columns)`` in ``tables``, concatenated."""
-    slopes = [least_squares_slopes(log_lr, parabola_optima(log_decays, table)[0]) for table in tables]
+def _slopes_of_tables(
+    log_lr: np.ndarray,
+    log_decays: np.ndarray,
+    tables: Iterator[tuple[np.ndarray, np.ndarray | None]],
+    keep: RowKeeper | None = None,
+) -> np.ndarray:
+    """The slope of each resampled table ``(b, rows, columns)`` in ``tables`` (with its draws), concatenated.
+
+    ``keep``: None, every given row enters (its optimum the vertex, or the argmin at the edge); else only the
+    rows it keeps in each table, and a table left with fewer than two has no slope (NaN).
+    """
+    slopes = []
+    for table, draws in tables:
+        optimum = parabola_optima(log_decays, table)[0]
+        if keep is None:
+            slopes.append(least_squares_slopes(log_lr, optimum))
+        else:
+            slopes.append(least_squares_slopes_over_finite(log_lr, np.where(keep(table, draws), optimum, np.nan)))
     return np.concatenate(slopes) if slopes else np.zeros(0)
 
 
@@ -117,20 +143,22 @@ def whole_seed_bootstrap_slopes(
     seed_values: np.ndarray,
     resamples: int = BOOTSTRAP_RESAMPLES,
     rng_seed: int = BOOTSTRAP_SEED,
+    *,
+    keep: RowKeeper | None = None,
 ) -> np.ndarray:
     """The slope in each of ``resamples`` tables made by drawing whole seeds with replacement.
 
     ``seed_values[i, j, s]``: seed s's value of cell (i, j) (NaN where that seed's cell failed). A
     resample draws n of the n seeds and averages, in every cell, the values of exactly the drawn seeds:
     the noise a seed shares across cells (its initialization, its data order) moves all cells together,
-    as it did in the experiment. The rows are the given ones in every resample.
+    as it did in the experiment. The rows are the given ones in every resample (``keep``: those it keeps).
     """
     seed_values = np.asarray(seed_values, dtype=np.float64)
     positive, log_decays = log2_positive(decays)
     log_lr = np.log2(np.asarray(lrs, dtype=np.float64))
     table = seed_values[:, positive]
-    tables = (_means_over(table, draws) for draws in _seed_draws(table.shape[-1], resamples, rng_seed))
-    return _slopes_of_tables(log_lr, log_decays, tables)
+    tables = ((_means_over(table, draws), draws) for draws in _seed_draws(table.shape[-1], resamples, rng_seed))
+    return _slopes_of_tables(log_lr, log_decays, tables, keep)
 
 
 def _cell_resampled_means(
@@ -156,30 +184,35 @@ def per_cell_bootstrap_slopes(
     seed_values: np.ndarray,
     resamples: int = BOOTSTRAP_RESAMPLES,
     rng_seed: int = BOOTSTRAP_SEED,
+    *,
+    keep: RowKeeper | None = None,
 ) -> np.ndarray:
     """The slope in each of ``resamples`` tables where every cell's seeds are drawn on their own.
 
     Treats the seeds of different cells as independent, which they are not when one seed shares its
     initialization and data order across the cells: kept as the robustness check it was the primary
-    statistic of. Rows without any value are left out (the same rows in every resample).
+    statistic of. Rows without any value are left out (the same rows in every resample); with ``keep``,
+    every given row is offered to it (an empty row has no optimum and never enters).
     """
     seed_values = np.asarray(seed_values, dtype=np.float64)
     positive, log_decays = log2_positive(decays)
     log_lr = np.log2(np.asarray(lrs, dtype=np.float64))
     counts = np.isfinite(seed_values[:, positive]).sum(axis=-1)
-    rows = counts.sum(axis=-1) > 0
-    tables = _cell_resampled_means(seed_values[rows][:, positive], resamples, rng_seed)
-    return _slopes_of_tables(log_lr[rows], log_decays, tables)
+    rows = counts.sum(axis=-1) > 0 if keep is None else np.ones(len(log_lr), dtype=bool)
+    tables = ((table, None) for table in _cell_resampled_means(seed_values[rows][:, positive], resamples, rng_seed))
+    return _slopes_of_tables(log_lr[rows], log_decays, tables, keep)
 
 
-def per_seed_slopes(lrs: Sequence[float], decays: Sequence[float], seed_values: np.ndarray) -> np.ndarray:
-    """The slope of each seed on its own (its row optima from its own values), NaN where a row has none."""
+def per_seed_slopes(
+    lrs: Sequence[float], decays: Sequence[float], seed_values: np.ndarray, *, keep: RowKeeper | None = None
+) -> np.ndarray:
+    """The slope of each seed on its own (its row optima from its own values), NaN where a row has none
+    (``keep``: over the rows it keeps of each seed's table, NaN with fewer than two)."""
     seed_values = np.asarray(seed_values, dtype=np.float64)
     positive, log_decays = log2_positive(decays)
     log_lr = np.log2(np.asarray(lrs, dtype=np.float64))
     tables = np.moveaxis(seed_values[:, positive], -1, 0)  # (seeds, rows, columns)
-    optimum, _ = parabola_optima(log_decays, tables)
-    return least_squares_slopes(log_lr, optimum)
+    return _slopes_of_tables(log_lr, log_decays, iter([(tables, None)]), keep)
 
 
 def seeds_present(seed_values: np.ndarray) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wdlab._io import atomic_write
-from wdlab.experiments.coupling import Coupling, PairedDifference, paired_difference
+from wdlab.experiments.coupling import Coupling, PairedDifference, PanelSeeds, paired_difference
 from wdlab.experiments.heatmaps import BASIN_POINTS, Heatmap, heatmaps_from_table
 from wdlab.experiments.intervals import BOOTSTRAP_RESAMPLES, INTERVALS, PRIMARY_INTERVAL
 from wdlab.experiments.plots import plot_anytime_curves, plot_heatmaps, plot_learning_curves
@@ -67,13 +67,18 @@ COUPLING_COLUMNS = (
     "headroom", "basin_margin", "basin_cells", "decay_type", "verdict",
     "interval", "per_seed_t_lo", "per_seed_t_hi", "per_cell_lo", "per_cell_hi",
     "verdict_per_seed_t", "verdict_per_cell", "fragile", "outcome", "margin",
-    "rows_used", "rows_censored", "health_rule",
+    "rows_used", "rows_censored", "health_rule", "resample_reading",
 )  # fmt: skip
 OPTIMA_COLUMNS = ("panel", "lr", "log2_lr", "log2_decay_star", "edge", "healthy", "censored", "used")
 PAIRS_COLUMNS = (
     "decoupled", "coupled", "metric", "difference", "seeds", "whole_seed_lo", "whole_seed_hi",
-    "per_seed_t_lo", "per_seed_t_hi", "margin", "verdict",
+    "per_seed_t_lo", "per_seed_t_hi", "margin", "verdict", "resample_reading",
 )  # fmt: skip
+#: What each non-default ``Rules.resample_reading`` does, in the printed panel.
+READING_NOTES = {
+    "drop": "a row whose optimum a resample censors leaves that resample's slope",
+    "reselect": "the health and censoring rules applied again in every resample",
+}
 #: Suffix of each writer's TensorBoard event files: a rerun replaces the files of its own kind.
 _EVENT_SUFFIXES = {"sweep": ".sweep", "curves": ".curves"}
 
@@ -119,11 +124,14 @@ def _pairs(
     return pairs
 
 
-def _pair_side(heatmap: Heatmap, stats: Coupling) -> tuple[str, list[float], list[float], np.ndarray, list[int]]:
-    used = np.array([s.used for s in stats.statuses], dtype=bool)
+def _pair_side(heatmap: Heatmap, stats: Coupling) -> PanelSeeds:
     assert heatmap.seed_values is not None
-    lrs = [lr for lr, u in zip(heatmap.lrs, used, strict=True) if u]
-    return heatmap.title, lrs, list(heatmap.decays), heatmap.seed_values[used], list(heatmap.seed_ids)
+    health = [s.healthy for s in stats.statuses]
+    return PanelSeeds(
+        heatmap.title, heatmap.lrs, heatmap.decays, heatmap.seed_values, heatmap.seed_ids,
+        np.array([s.used for s in stats.statuses], dtype=bool),
+        None if None in health else np.array(health, dtype=bool), heatmap.seed_train_loss,
+    )  # fmt: skip
 
 
 def write_sweep_report(
@@ -177,6 +185,7 @@ def write_sweep_report(
                 ";".join(_log2(s.lr) for s in stats.statuses if s.used),
                 ";".join(f"{_log2(s.lr)}:{s.why_not_used}" for s in stats.statuses if not s.used),
                 "applied" if stats.health_applied else "not applied (no decay-0 column or training loss)",
+                rules.resample_reading,
             ])  # fmt: skip
     with atomic_write(out / OPTIMA_CSV, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -194,7 +203,7 @@ def write_sweep_report(
             whole, seed_t = pair.intervals["whole_seed"], pair.intervals["per_seed_t"]
             writer.writerow([pair.decoupled, pair.coupled, metric, _number(pair.difference), pair.seeds,
                              _number(whole.lo), _number(whole.hi), _number(seed_t.lo), _number(seed_t.hi),
-                             f"{rules.margin:g}", pair.verdict])
+                             f"{rules.margin:g}", pair.verdict, rules.resample_reading])
     log_figures_to_tensorboard({f"sweep/heatmap/{metric}": figure}, out / TENSORBOARD_DIR, kind="sweep")
     return SweepReport(panels, pairs)
 
@@ -216,8 +225,13 @@ def describe_panel(heatmap: Heatmap, stats: Coupling, basin_points: float = BASI
         interval = stats.intervals[kind]
         shown = (f"[{_signed(interval.lo)}, {_signed(interval.hi)}]" if interval.defined
                  else f"none ({interval.note})")
+        if interval.defined and interval.note:
+            shown += f" ({interval.note})"
         verdict = f": {stats.verdicts[kind]}" if heatmap.judged and stats.verdicts[kind] else ""
         lines.append(f"  95% {interval.name}: {shown}{verdict}")
+    if stats.rules.resample_reading != "argmin":
+        lines.append(f"  resamples read by '{stats.rules.resample_reading}' (rows chosen on all seeds; "
+                     f"{READING_NOTES[stats.rules.resample_reading]})")
     left_out = [f"2^{_log2(s.lr)} ({s.why_not_used})" for s in stats.statuses if not s.used]
     health = "" if stats.health_applied else " (health rule not applied: no decay-0 column or training loss)"
     lines.append(f"  rows left out: {', '.join(left_out) or 'none'}{health}")

@@ -23,10 +23,14 @@ import numpy as np
 from wdlab.experiments.rules import DEFAULT_RULES, Rules
 
 __all__ = [
+    "CENSORED_REASONS",
     "RowOptimum",
     "RowStatus",
+    "censoring",
+    "healthy_rows",
     "least_squares_slope",
     "least_squares_slopes",
+    "least_squares_slopes_over_finite",
     "log2_positive",
     "parabola_optima",
     "row_optima",
@@ -101,6 +105,21 @@ def least_squares_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (dx * (y - y.mean(axis=-1, keepdims=True))).sum(axis=-1) / (dx * dx).sum()
 
 
+def least_squares_slopes_over_finite(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`least_squares_slopes` of each ``y[..., :]`` over its finite entries only (NaN with fewer than two).
+
+    slope = sum_k w_k (x_k - m)(y_k - mean_w y) / sum_k w_k (x_k - m)^2, w_k = [y_k finite], m = mean_w x
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.isfinite(y)
+    n = w.sum(axis=-1)
+    m = np.where(w, x, 0.0).sum(axis=-1, keepdims=True) / np.maximum(n, 1)[..., None]
+    dx = np.where(w, x - m, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slopes = (dx * np.where(w, y, 0.0)).sum(axis=-1) / (dx * dx).sum(axis=-1)
+    return np.where(n >= 2, slopes, np.nan)
+
+
 def least_squares_slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(least_squares_slopes(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
 
@@ -133,6 +152,53 @@ class RowStatus:
         return self.censored
 
 
+#: Why a row optimum is censored, by :func:`censoring`'s code (0: it is not).
+CENSORED_REASONS = ("", "optimum at the grid edge", "optimum next to a failed cell", "optimum next to a collapsed cell")
+
+
+def censoring(log_decays: np.ndarray, table: np.ndarray, collapse: float) -> np.ndarray:
+    """Why each row optimum of ``table[..., row, column]`` (columns at ``log_decays``) is censored, as a code.
+
+    With j the row's best cell: 1 when j is the first or last column, 2 when a neighbour of j has no value,
+    3 when a neighbour is at least ``collapse`` worse than the best (its wall biases the vertex), else 0 (an
+    empty row too: it has no optimum at all). Indices into :data:`CENSORED_REASONS`.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    codes = np.zeros(table.shape[:-1], dtype=np.int64)
+    if table.shape[-1] == 0:
+        return codes
+    filled = np.where(np.isnan(table), np.inf, table)
+    last = table.shape[-1] - 1
+    j = np.argmin(filled, axis=-1)
+    best = np.take_along_axis(filled, j[..., None], axis=-1)[..., 0]
+    left = np.take_along_axis(table, np.maximum(j - 1, 0)[..., None], axis=-1)[..., 0]
+    right = np.take_along_axis(table, np.minimum(j + 1, last)[..., None], axis=-1)[..., 0]
+    found = np.isfinite(best)
+    at_edge = found & ((j == 0) | (j == last))
+    next_to_failed = found & ~at_edge & ~(np.isfinite(left) & np.isfinite(right))
+    with np.errstate(invalid="ignore"):
+        collapsed = found & ~at_edge & ~next_to_failed & (np.fmax(left, right) - best >= collapse)
+    return np.select([at_edge, next_to_failed, collapsed], [1, 2, 3], 0)
+
+
+def healthy_rows(zero_loss: np.ndarray, zero_values: np.ndarray, rules: Rules = DEFAULT_RULES) -> np.ndarray:
+    """The health rule over a set of seeds: ``zero_loss``, ``zero_values`` (..., rows, seeds) are each seed's final
+    training loss and metric in the row's decay-0 cell (NaN: none; a seed drawn twice counts twice).
+
+    healthy_i  <=>  mean_s loss[i, s] <= health_loss_ratio x min_k mean_s loss[k, s]  and
+    max_s value[i, s] - min_s value[i, s] <= health_seed_spread; a row without a loss or without a value is not
+    healthy.
+    """
+    loss = np.asarray(zero_loss, dtype=np.float64)
+    values = np.asarray(zero_values, dtype=np.float64)
+    counts = np.isfinite(loss).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, np.where(np.isfinite(loss), loss, 0.0).sum(axis=-1) / counts, np.nan)
+        lowest = np.where(np.isfinite(mean), mean, np.inf).min(axis=-1, keepdims=True)
+        spread = np.fmax.reduce(values, axis=-1) - np.fmin.reduce(values, axis=-1)
+        return (mean <= rules.health_loss_ratio * lowest) & (spread <= rules.health_seed_spread)
+
+
 def row_statuses(
     lrs: Sequence[float],
     decays: Sequence[float],
@@ -143,24 +209,13 @@ def row_statuses(
 ) -> list[RowStatus]:
     """The optimum of each row and whether it enters the slope (health and censoring: module docstring)."""
     values = np.asarray(values, dtype=np.float64)
-    positive, _ = log2_positive(decays)
+    positive, log_decays = log2_positive(decays)
     zero = np.flatnonzero(np.asarray(decays, dtype=np.float64) == 0)
     health = _health(values.shape[0], zero, seed_values, train_loss, rules)
-    usable = values[:, positive]
+    codes = censoring(log_decays, values[:, positive], rules.collapse)
     statuses = []
     for i, optimum in enumerate(row_optima(lrs, decays, values)):
-        censored = ""
-        if math.isfinite(optimum.log2_decay):
-            row = usable[i]
-            j = int(np.nanargmin(row))
-            best = row[j]
-            neighbours = [row[k] for k in (j - 1, j + 1) if 0 <= k < len(row)]
-            if j in (0, len(row) - 1):
-                censored = "optimum at the grid edge"
-            elif any(not math.isfinite(v) for v in neighbours):
-                censored = "optimum next to a failed cell"
-            elif any(v - best >= rules.collapse for v in neighbours):
-                censored = "optimum next to a collapsed cell"
+        censored = CENSORED_REASONS[int(codes[i])] if math.isfinite(optimum.log2_decay) else ""
         used = math.isfinite(optimum.log2_decay) and health[i] is not False and not censored
         statuses.append(RowStatus(optimum.lr, optimum.log2_decay, optimum.edge, health[i], censored, used))
     return statuses
@@ -169,19 +224,12 @@ def row_statuses(
 def _health(
     rows: int, zero: np.ndarray, seed_values: np.ndarray | None, train_loss: np.ndarray | None, rules: Rules
 ) -> list[bool | None]:
+    """:func:`healthy_rows` on all seeds (the cells' mean training loss), None where it cannot be applied."""
     if not len(zero) or train_loss is None:
         return [None] * rows
     loss = np.asarray(train_loss, dtype=np.float64)[:, zero[0]]
     if not np.isfinite(loss).any():
         return [None] * rows
-    lowest = float(np.nanmin(loss))
-    health: list[bool | None] = []
-    for i in range(rows):
-        trained = math.isfinite(loss[i]) and loss[i] <= rules.health_loss_ratio * lowest
-        agree = True
-        if seed_values is not None:
-            seeds = seed_values[i, zero[0]]
-            seeds = seeds[np.isfinite(seeds)]
-            agree = len(seeds) > 0 and float(np.ptp(seeds)) <= rules.health_seed_spread
-        health.append(bool(trained and agree))
-    return health
+    # without seed values the spread half of the rule cannot be applied: every row agrees
+    spread = np.zeros((rows, 1)) if seed_values is None else np.asarray(seed_values, dtype=np.float64)[:, zero[0]]
+    return [bool(h) for h in healthy_rows(loss[:, None], spread, rules)]

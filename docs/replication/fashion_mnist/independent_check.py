@@ -8,7 +8,9 @@ differences SGDW − SGD and AdamW − Adam), written from §5's text without re
 uses the standard library, numpy and scipy only. It reads each panel's ``results.csv`` (only ``state ==
 complete`` rows count; every other cell is missing) and prints one table per rule set; ``--out`` also writes it
 as CSV. Agreement with ``wdlab report`` on the registered reading is the check; the other two readings are the
-robustness analysis the pre-registration's 2026-12-08 entry names.
+robustness analysis the pre-registration's 2026-12-08 entry names. ``wdlab report --resample_reading drop|reselect``
+was written afterwards to the definitions below, so its agreement with this script on those two readings checks
+the code of both, not the readings' independence.
 
 The rules (§5)
 --------------
@@ -40,7 +42,7 @@ The three readings
 (per-seed t) does with a used row whose best cell *in that resample* is censored. The three readings differ only
 there; the rows used, the slope and the verdict rules are the same in all three.
 
-- ``argmin`` — the registered, primary analysis, the one ``wdlab report`` implements: the rows chosen on all
+- ``argmin`` — the registered, primary analysis, ``wdlab report``'s default: the rows chosen on all
   seeds enter every resample and seed; each row's optimum is found again the same way, the parabola vertex, or
   the best grid decay itself (the argmin) where that resample's best cell is at the grid edge or next to a
   missing cell (no parabola through three cells); collapse and failure are not checked again. A row with no
@@ -71,7 +73,7 @@ Run
 ``--docs`` (default: this script's folder) holds ``fig2_sgd/``, ``fig2_sgdw/``, ``fig2_adam/``, ``fig2_adamw/``,
 each with a ``results.csv``; a missing panel is skipped, a panel with cells not yet complete is analysed with
 those cells missing and says so. The test ``tests/experiments/test_independent_check.py`` checks the argmin
-reading against ``wdlab.experiments.coupling``.
+reading (and the two others) against ``wdlab.experiments.coupling``.
 """
 
 from __future__ import annotations
