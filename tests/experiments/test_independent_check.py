@@ -32,7 +32,7 @@ RULE_SETS = {"registered": (check.REGISTERED, DEFAULT_RULES),
                                               min_rows=2))}
 
 
-@pytest.fixture(scope="module", params=["sgd", "sgdw", "adam"])
+@pytest.fixture(scope="module", params=["sgd", "sgdw", "adam", "adamw"])
 def panel(request):
     path = DOCS / f"fig2_{request.param}" / "results.csv"
     if not path.is_file():
@@ -69,20 +69,23 @@ def test_each_reading_is_wdlabs(panel, rules, reading):
     assert (lo, hi) == pytest.approx((ref.intervals["whole_seed"].lo, ref.intervals["whole_seed"].hi), abs=1e-9)
 
 
+@pytest.mark.parametrize("pair", [("sgdw", "sgd"), ("adamw", "adam")])
 @pytest.mark.parametrize("reading", check.READINGS)
 @pytest.mark.parametrize("rules", sorted(RULE_SETS))
-def test_each_reading_pairs_as_wdlab(rules, reading):
-    """SGDW − SGD under each reading: the same whole-seed and per-seed t intervals as wdlab's paired_difference."""
+def test_each_reading_pairs_as_wdlab(rules, reading, pair):
+    """SGDW − SGD and AdamW − Adam under each reading: the same difference, whole-seed and per-seed t intervals
+    as wdlab's paired_difference."""
+    decoupled, l2 = pair
     panels = {}
-    for key in ("sgdw", "sgd"):
+    for key in pair:
         path = DOCS / f"fig2_{key}" / "results.csv"
         if not path.is_file():
             pytest.skip(f"{path} not shipped")
         panels[key] = check.load_panel(path, key, "final_test_err")
-    ours = check.pair_result(panels["sgdw"], panels["sgd"], RULE_SETS[rules][0], reading, RESAMPLES)
+    ours = check.pair_result(panels[decoupled], panels[l2], RULE_SETS[rules][0], reading, RESAMPLES)
     wdlab_rules = _wdlab_rules(rules, reading)
     sides = []
-    for key in ("sgdw", "sgd"):
+    for key in pair:
         panel = panels[key]
         stats = _wdlab_coupling(panel, wdlab_rules)
         sides.append(PanelSeeds(key, panel.lrs, panel.decays, panel.err, panel.seeds,
