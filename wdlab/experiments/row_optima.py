@@ -57,6 +57,19 @@ def log2_positive(decays: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     return positive, np.log2(decays[positive])
 
 
+def _best_cells(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``table[..., row, column]``: its best column j (the first on ties; a cell without a value never
+    wins), the best value and its left and right neighbours' (the best itself at the edge; inf: no value, or an
+    empty row)."""
+    filled = np.where(np.isnan(table), np.inf, table)
+    last = table.shape[-1] - 1
+    j = np.argmin(filled, axis=-1)
+    best = np.take_along_axis(filled, j[..., None], axis=-1)[..., 0]
+    left = np.take_along_axis(filled, np.maximum(j - 1, 0)[..., None], axis=-1)[..., 0]
+    right = np.take_along_axis(filled, np.minimum(j + 1, last)[..., None], axis=-1)[..., 0]
+    return j, best, left, right
+
+
 def parabola_optima(log_decays: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row optima of ``table[..., row, column]`` over columns at ``log_decays`` (ascending): (log2 lambda*, edge).
 
@@ -67,12 +80,8 @@ def parabola_optima(log_decays: np.ndarray, table: np.ndarray) -> tuple[np.ndarr
     shape = table.shape[:-1]
     if table.shape[-1] == 0:
         return np.full(shape, np.nan), np.zeros(shape, dtype=bool)
-    filled = np.where(np.isnan(table), np.inf, table)
     last = table.shape[-1] - 1
-    j = np.argmin(filled, axis=-1)
-    best = np.take_along_axis(filled, j[..., None], axis=-1)[..., 0]
-    left = np.take_along_axis(filled, np.maximum(j - 1, 0)[..., None], axis=-1)[..., 0]
-    right = np.take_along_axis(filled, np.minimum(j + 1, last)[..., None], axis=-1)[..., 0]
+    j, best, left, right = _best_cells(table)
     empty = ~np.isfinite(best)
     edge = ((j == 0) | (j == last) | ~np.isfinite(left) | ~np.isfinite(right)) & ~empty
     x = log_decays[j]
@@ -167,12 +176,8 @@ def censoring(log_decays: np.ndarray, table: np.ndarray, collapse: float) -> np.
     codes = np.zeros(table.shape[:-1], dtype=np.int64)
     if table.shape[-1] == 0:
         return codes
-    filled = np.where(np.isnan(table), np.inf, table)
     last = table.shape[-1] - 1
-    j = np.argmin(filled, axis=-1)
-    best = np.take_along_axis(filled, j[..., None], axis=-1)[..., 0]
-    left = np.take_along_axis(table, np.maximum(j - 1, 0)[..., None], axis=-1)[..., 0]
-    right = np.take_along_axis(table, np.minimum(j + 1, last)[..., None], axis=-1)[..., 0]
+    j, best, left, right = _best_cells(table)
     found = np.isfinite(best)
     at_edge = found & ((j == 0) | (j == last))
     next_to_failed = found & ~at_edge & ~(np.isfinite(left) & np.isfinite(right))
