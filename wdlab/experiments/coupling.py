@@ -201,6 +201,23 @@ class PanelSeeds:
     health: np.ndarray | None = None
     seed_train_loss: np.ndarray | None = None
 
+    @classmethod
+    def from_statuses(
+        cls,
+        title: str,
+        lrs: Sequence[float],
+        decays: Sequence[float],
+        seed_values: np.ndarray,
+        seed_ids: Sequence[int],
+        statuses: Sequence[RowStatus],
+        seed_train_loss: np.ndarray | None = None,
+    ) -> PanelSeeds:
+        """The panel with its used rows and health taken from its row statuses (health None where the rule
+        was not applied)."""
+        health = [s.healthy for s in statuses]
+        return cls(title, lrs, decays, seed_values, seed_ids, np.array([s.used for s in statuses], dtype=bool),
+                   None if None in health else np.array(health, dtype=bool), seed_train_loss)
+
     def with_seeds(self, ids: Sequence[int]) -> PanelSeeds:
         """The same panel restricted to the seeds ``ids`` (in that order)."""
         index = [list(self.seed_ids).index(s) for s in ids]
@@ -330,11 +347,9 @@ def coupling(
         elif seeds < 2:
             intervals = {kind: Interval(kind, n=seeds, note="one seed") for kind in INTERVALS}
         else:
-            health = [s.healthy for s in statuses]
-            panel = PanelSeeds(
-                "", lrs, decays, seed_values, tuple(range(seed_values.shape[-1])), used,
-                None if None in health else np.array(health, dtype=bool), seed_train_loss,
-            )  # fmt: skip
+            panel = PanelSeeds.from_statuses(
+                "", lrs, decays, seed_values, tuple(range(seed_values.shape[-1])), statuses, seed_train_loss
+            )
             samples = resampled_slopes(panel, rules, resamples, rng_seed)
             n = {"whole_seed": seeds, "per_seed_t": seeds, "per_cell": min_seeds}
             intervals = {kind: _interval(kind, samples[kind], n[kind], rules) for kind in INTERVALS}

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wdlab._io import atomic_write
 from wdlab.experiments.coupling import Coupling, PairedDifference, PanelSeeds, paired_difference
 from wdlab.experiments.heatmaps import BASIN_POINTS, Heatmap, heatmaps_from_table
@@ -126,12 +124,8 @@ def _pairs(
 
 def _pair_side(heatmap: Heatmap, stats: Coupling) -> PanelSeeds:
     assert heatmap.seed_values is not None
-    health = [s.healthy for s in stats.statuses]
-    return PanelSeeds(
-        heatmap.title, heatmap.lrs, heatmap.decays, heatmap.seed_values, heatmap.seed_ids,
-        np.array([s.used for s in stats.statuses], dtype=bool),
-        None if None in health else np.array(health, dtype=bool), heatmap.seed_train_loss,
-    )  # fmt: skip
+    return PanelSeeds.from_statuses(heatmap.title, heatmap.lrs, heatmap.decays, heatmap.seed_values,
+                                    heatmap.seed_ids, stats.statuses, heatmap.seed_train_loss)
 
 
 def write_sweep_report(
